@@ -1,0 +1,183 @@
+"""``flux-dao``: a thin click shell over the library. Each command is a few lines calling one function."""
+
+import ipaddress
+import json
+import logging
+import os
+import socket
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from flux_dao.config import Settings
+from flux_dao.errors import ManifestError
+
+__all__ = ("main",)
+
+logger = logging.getLogger("flux_dao")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps the service on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FLUX_DAO_MANIFEST",
+    help="Manifest to serve (env FLUX_DAO_MANIFEST; default ./resources.yaml, else the bundled one). "
+    "Its migrations live in the migrations/ folder beside it.",
+)
+@click.version_option(package_name="flux-dao")
+@click.pass_context
+def main(ctx: click.Context, manifest: Path | None) -> None:
+    """flux-dao: the schema-driven data service for Flux's agents.
+
+    Example:
+        flux-dao serve            # SQLite ./flux_dao.db on 127.0.0.1:8001
+    """
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    if manifest is not None:
+        settings = replace(settings, manifest_path=manifest.resolve())
+    ctx.obj = settings
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8001, show_default=True, type=int, help="Port to bind.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations before serving.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bool) -> None:
+    """Apply pending migrations, then serve the API with uvicorn.
+
+    Without SERVICE_API_KEYS the API is open, so it only starts on a loopback address.
+
+    Example:
+        SERVICE_API_KEYS=k1,k2 DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/flux flux-dao serve --host 0.0.0.0
+    """
+    import uvicorn  # noqa: PLC0415 (only serve needs the server)
+
+    from flux_dao.migrations import upgrade  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    if not settings.api_keys:
+        if not is_loopback(host):
+            msg = (
+                f"refusing to serve on {host} without service keys: set SERVICE_API_KEYS "
+                "(a JSON list or comma-separated keys), or bind to 127.0.0.1"
+            )
+            raise click.ClickException(msg)
+        logger.warning("no SERVICE_API_KEYS configured: the API is open on loopback only (%s)", host)
+    _load_or_exit(settings)
+    if not no_migrate:
+        upgrade(settings)
+        logger.info("database is at the migration head")
+    os.environ["FLUX_DAO_MANIFEST"] = str(settings.manifest_path)  # workers rebuild settings from the environment
+    uvicorn.run(
+        "flux_dao.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.pass_context
+def migrate(ctx: click.Context, revision: str) -> None:
+    """Upgrade the database to the migration head.
+
+    Example:
+        DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/flux flux-dao migrate
+    """
+    from flux_dao.migrations import upgrade  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    _load_or_exit(settings)
+    upgrade(settings, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@main.command()
+@click.option("-m", "--message", required=True, help="Revision message.")
+@click.pass_context
+def makemigrations(ctx: click.Context, message: str) -> None:
+    """Autogenerate a migration from the manifest (creates migrations/ beside it if needed).
+
+    Compares the manifest with the database at DATABASE_URL, so migrate first.
+
+    Example:
+        flux-dao makemigrations -m "add messages"
+    """
+    from flux_dao.migrations import make_migration, upgrade  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    _load_or_exit(settings)
+    if (settings.migrations_dir / "env.py").is_file():
+        upgrade(settings)
+    path = make_migration(settings, message)
+    click.echo(f"created {path}" if path else "no changes: the migrations already match the manifest")
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the manifest; exit 1 with every problem listed if it is invalid.
+
+    Example:
+        flux-dao --manifest my.yaml check
+    """
+    manifest = _load_or_exit(_settings(ctx))
+    names = ", ".join(e.name for e in manifest.entities)
+    click.echo(f"{manifest.source}: ok ({len(manifest.entities)} resources: {names})")
+
+
+@main.command()
+@click.option("--indent", default=2, show_default=True, type=int, help="JSON indentation.")
+@click.pass_context
+def openapi(ctx: click.Context, indent: int) -> None:
+    """Print the OpenAPI 3.1 document as JSON.
+
+    Example:
+        flux-dao openapi > openapi.json
+    """
+    from flux_dao.web.app import create_app  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    _load_or_exit(settings)
+    app = create_app(settings)
+    click.echo(json.dumps(app.openapi_schema.to_schema(), indent=indent))
+
+
+def _load_or_exit(settings: Settings) -> "object":
+    from flux_dao.manifest import load_manifest  # noqa: PLC0415
+
+    try:
+        return load_manifest(settings.manifest_path)
+    except ManifestError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)

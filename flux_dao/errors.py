@@ -1,0 +1,80 @@
+"""The flux-dao error tree.
+
+Domain errors raised by the manifest loader and the repository. Nothing here knows about HTTP: ``flux_dao.web.problems``
+maps each class to an RFC 9457 problem with a stable type slug.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = (
+    "ConflictError",
+    "DatabaseUnavailableError",
+    "DuplicateError",
+    "FieldError",
+    "FluxDaoError",
+    "InvalidInputError",
+    "ManifestError",
+    "MissingReferenceError",
+    "NotFoundError",
+    "RepositoryError",
+    "RestrictedDeleteError",
+)
+
+
+class FluxDaoError(Exception):
+    """Root of every error flux-dao raises on purpose."""
+
+
+class ManifestError(FluxDaoError):
+    """The manifest is unreadable or inconsistent; the message names the file, entity and field."""
+
+
+class RepositoryError(FluxDaoError):
+    """A data-access operation could not be carried out as asked."""
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFoundError(RepositoryError):
+    """No row of that resource has that id."""
+
+
+class ConflictError(RepositoryError):
+    """The change contradicts data already stored (HTTP 409)."""
+
+
+class DuplicateError(ConflictError):
+    """A unique constraint would be violated."""
+
+
+class MissingReferenceError(ConflictError):
+    """A reference field names a parent row that does not exist."""
+
+
+class RestrictedDeleteError(ConflictError):
+    """Other rows still reference the row being deleted through a RESTRICT relation."""
+
+
+class DatabaseUnavailableError(RepositoryError):
+    """The database cannot be reached or did not answer in time (HTTP 503)."""
+
+
+class FieldError(Exception):
+    """One invalid field in a request."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class InvalidInputError(FluxDaoError):
+    """The request is well-formed JSON but breaks a rule the schema cannot express (HTTP 422)."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))

@@ -1,0 +1,69 @@
+"""Every generated name, in one place.
+
+Class names become OpenAPI component names and operation ids become client method names, so both must be stable and
+unique; ``manifest.checks`` rejects manifests whose names would collide.
+"""
+
+from typing import Final
+
+from flux_dao.manifest.spec import EntitySpec
+
+__all__ = (
+    "GENERATED_MODULE",
+    "NAMING_CONVENTION",
+    "class_name",
+    "enum_name",
+    "index_name",
+    "operation_id",
+    "pascal",
+    "query_operation_id",
+    "query_struct_name",
+)
+
+GENERATED_MODULE: Final = "flux_dao.generated"
+"""``__module__`` of every generated class; unique class names keep OpenAPI components apart."""
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names the database reports back; migrations and error translation rely on them."""
+
+
+def pascal(text: str) -> str:
+    """``notification_log`` / ``by-timerange`` -> ``NotificationLog`` / ``ByTimerange``."""
+    return "".join(part[:1].upper() + part[1:] for part in text.replace("-", "_").split("_") if part)
+
+
+def class_name(entity: EntitySpec) -> str:
+    """Model and read-struct name: the singular in PascalCase (``Task``)."""
+    return pascal(entity.singular or entity.name)
+
+
+def enum_name(entity: EntitySpec, field: str) -> str:
+    """Enum component name: ``TaskStatus``."""
+    return class_name(entity) + pascal(field)
+
+
+def query_struct_name(entity: EntitySpec, query: str, suffix: str = "") -> str:
+    """Struct for an extra query: ``TaskStatistics``, ``TaskBulkUpdateState``, ``TaskBulkUpdateStateResult``."""
+    return class_name(entity) + pascal(query) + suffix
+
+
+def operation_id(verb: str, entity: EntitySpec) -> str:
+    """``list_tasks``, ``get_task``, ``create_task``, ``update_task``, ``delete_task``."""
+    noun = entity.name if verb == "list" else (entity.singular or entity.name)
+    return f"{verb}_{noun}"
+
+
+def query_operation_id(entity: EntitySpec, query: str, explicit: str | None) -> str:
+    """The manifest's ``operation_id``, else ``<query>_<entity>`` (``by_timerange_tasks``)."""
+    return explicit or f"{query.replace('-', '_')}_{entity.name}"
+
+
+def index_name(table: str, columns: tuple[str, ...]) -> str:
+    """Name of a composite index, following ``NAMING_CONVENTION``."""
+    return f"ix_{table}_{'_'.join(columns)}"

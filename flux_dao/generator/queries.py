@@ -1,0 +1,147 @@
+"""The generic extra-query kinds: a time range, a grouped count with a ratio, a bulk update of one field.
+
+The manifest declares each extra query as an instance of one kind; this module turns it into a route with its own
+request and response structs. A kind is a row in ``_BUILDERS``; adding one means adding a builder, not a handler
+per resource.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+import msgspec
+from litestar import get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody, QueryParameter
+
+from flux_dao.generator.names import GENERATED_MODULE, query_operation_id, query_struct_name
+from flux_dao.generator.resources import Resource
+from flux_dao.generator.signatures import keyword, set_signature
+from flux_dao.generator.typemap import annotated_type, lookup
+from flux_dao.manifest.spec import BulkUpdateQuery, GroupedCountQuery, QuerySpec, TimeRangeQuery
+from flux_dao.repository import BulkUpdatePlan, GroupedCountPlan, ResourceRepository, TimeRangePlan
+from flux_dao.repository.repository import as_utc
+from flux_dao.web.openapi import FluxOperation
+from flux_dao.web.problems import problem_responses
+
+__all__ = ("query_handlers",)
+
+Builder = Callable[[Resource, ResourceRepository, str, Any], HTTPRouteHandler]
+
+
+def query_handlers(resource: Resource, repo: ResourceRepository) -> list[HTTPRouteHandler]:
+    """One route per extra query the manifest declares on ``resource``."""
+    return [_BUILDERS[type(q)](resource, repo, name, q) for name, q in resource.entity.queries.items()]
+
+
+def _scope_parameters(resource: Resource, query: TimeRangeQuery | GroupedCountQuery) -> list[Any]:
+    params = []
+    for name in query.scope:
+        spec = resource.entity.fields[name]
+        python_type = lookup(spec).python_type(spec, resource.schemas.enums.get(name))
+        params.append(_required(name, python_type, f"Only rows whose `{name}` equals this value."))
+    params.append(_required(query.start, datetime, "Start of the window, inclusive (ISO 8601; naive means UTC)."))
+    params.append(_required(query.end, datetime, "End of the window, inclusive (ISO 8601; naive means UTC)."))
+    return params
+
+
+def _time_range(resource: Resource, repo: ResourceRepository, name: str, query: TimeRangeQuery) -> HTTPRouteHandler:
+    read = resource.schemas.read
+    returns = list[read]  # type: ignore[valid-type]
+
+    async def handler(**params: Any) -> Any:
+        start, end = as_utc(params[query.start]), as_utc(params[query.end])
+        if start > end:
+            return []
+        scope = tuple((field, params[field]) for field in query.scope)
+        return await repo.time_range(TimeRangePlan(query=name, scope=scope, start=start, end=end))
+
+    set_signature(handler, _scope_parameters(resource, query), returns)
+    return get(
+        f"/{name}",
+        operation_id=query_operation_id(resource.entity, name, query.operation_id),
+        summary=query.description or f"{resource.entity.name} by {query.field} range",
+        description=f"Rows with `{query.start} <= {query.field} <= {query.end}` (both inclusive), ordered by "
+        f"`{query.field}` ascending, as a plain array. Rows without `{query.field}` never appear.",
+        responses=problem_responses(401, 422, 503),
+        operation_class=FluxOperation,
+    )(handler)
+
+
+def _grouped_count(
+    resource: Resource, repo: ResourceRepository, name: str, query: GroupedCountQuery
+) -> HTTPRouteHandler:
+    entity = resource.entity
+    scope_types = [(f, lookup(entity.fields[f]).python_type(entity.fields[f], resource.schemas.enums.get(f)))
+                   for f in query.scope]
+    fields: list[tuple[str, Any]] = [*scope_types, (query.total, int), (query.counts, dict[str, int])]
+    if query.ratio is not None:
+        fields.append((query.ratio.name, float))
+    result = msgspec.defstruct(query_struct_name(entity, name), fields, module=GENERATED_MODULE)
+    ratio = query.ratio
+
+    async def handler(**params: Any) -> Any:
+        scope = tuple((field, params[field]) for field in query.scope)
+        start, end = as_utc(params[query.start]), as_utc(params[query.end])
+        counts = await repo.grouped_count(GroupedCountPlan(query=name, scope=scope, start=start, end=end))
+        total = sum(counts.values())
+        values: dict[str, Any] = {f: params[f] for f in query.scope} | {query.total: total, query.counts: counts}
+        if ratio is not None:
+            values[ratio.name] = round(counts.get(ratio.value, 0) / total, ratio.digits) if total else 0.0
+        return result(**values)
+
+    set_signature(handler, _scope_parameters(resource, query), result)
+    description = f"Counts of rows per `{query.group_by}` (only values that occur) for rows with `{query.start} <= " \
+        f"{query.time_field} <= {query.end}`."
+    if ratio is not None:
+        description += f" `{ratio.name}` = count of `{ratio.value}` / total, to {ratio.digits} decimals (0.0 if none)."
+    return get(
+        f"/{name}",
+        operation_id=query_operation_id(entity, name, query.operation_id),
+        summary=query.description or f"{entity.name} counts by {query.group_by}",
+        description=description,
+        responses=problem_responses(401, 422, 503),
+        operation_class=FluxOperation,
+    )(handler)
+
+
+def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query: BulkUpdateQuery) -> HTTPRouteHandler:
+    entity = resource.entity
+    spec = entity.fields[query.field]
+    ids_type = Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=query.max_items)]
+    body = msgspec.defstruct(
+        query_struct_name(entity, name),
+        [(query.ids, ids_type), (query.value, annotated_type(spec, resource.schemas.enums.get(query.field)))],
+        kw_only=True,
+        forbid_unknown_fields=True,
+        module=GENERATED_MODULE,
+    )
+    result = msgspec.defstruct(query_struct_name(entity, name, "Result"), [(query.result, int)], module=GENERATED_MODULE)
+
+    async def handler(data: JSONBody[body]) -> result:  # type: ignore[valid-type]
+        ids = tuple(getattr(data, query.ids))
+        count = await repo.bulk_update(BulkUpdatePlan(query=name, ids=ids, value=getattr(data, query.value)))
+        return result(count)
+
+    return post(
+        f"/{name}",
+        operation_id=query_operation_id(entity, name, query.operation_id),
+        summary=query.description or f"Set {query.field} on many {entity.name}",
+        description=f"Sets `{query.field}` on every listed id (1..{query.max_items}) in one statement and one "
+        f"transaction; unknown ids are ignored and duplicates count once. Nothing else changes.",
+        status_code=200,
+        responses=problem_responses(401, 422, 503),
+        operation_class=FluxOperation,
+    )(handler)
+
+
+_BUILDERS: Final[dict[type[QuerySpec], Builder]] = {  # type: ignore[valid-type]
+    TimeRangeQuery: _time_range,
+    GroupedCountQuery: _grouped_count,
+    BulkUpdateQuery: _bulk_update,
+}
+
+
+def _required(name: str, python_type: Any, description: str) -> Any:
+    return keyword(name, Annotated[python_type, QueryParameter(description=description, required=True)])

@@ -1,0 +1,182 @@
+"""One Litestar Router per resource, its handlers closures over that resource's generated classes.
+
+Litestar reads handler signatures at runtime, so each handler is annotated with the real generated structs (this
+module must not use ``from __future__ import annotations``). The list handler's filter parameters depend on the
+manifest, so its signature is built as data and set as ``__signature__``/``__annotations__``.
+"""
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+import msgspec
+from litestar import Response, Router, delete, get, patch, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody, PathParameter, QueryParameter
+from msgspec import UNSET
+
+from flux_dao.generator.names import operation_id
+from flux_dao.generator.queries import query_handlers
+from flux_dao.generator.resources import Resource
+from flux_dao.generator.signatures import keyword, set_signature
+from flux_dao.generator.typemap import lookup
+from flux_dao.repository import ListPlan, ResourceRepository
+from flux_dao.web.openapi import FluxOperation
+from flux_dao.web.problems import problem_responses
+
+__all__ = ("DEFAULT_LIMIT", "MAX_LIMIT", "build_router")
+
+DEFAULT_LIMIT: Final = 100
+MAX_LIMIT: Final = 500
+
+
+
+def _id_parameter(resource: Resource) -> tuple[str, inspect.Parameter]:
+    """The path parameter naming one row: ``task_id``, ``user_id``... as clients of the earlier service know it."""
+    name = f"{resource.entity.singular}_id"
+    annotation = Annotated[UUID, PathParameter(description=f"The {resource.entity.singular}'s id (a UUID).")]
+    return f"/{{{name}:str}}", keyword(name, annotation)
+
+
+def build_router(resource: Resource, repo: ResourceRepository, api_prefix: str) -> Router:
+    """The router of one resource: the CRUD operations the manifest enables, then its extra queries."""
+    entity = resource.entity
+    builders: dict[str, Callable[[Resource, ResourceRepository, str], HTTPRouteHandler]] = {
+        "list": _list_handler,
+        "get": _get_handler,
+        "create": _create_handler,
+        "update": _update_handler,
+        "delete": _delete_handler,
+    }
+    location = f"{api_prefix}/{entity.path}"
+    handlers = [builders[op](resource, repo, location) for op in entity.operations]
+    handlers += query_handlers(resource, repo)
+    return Router(path=f"/{entity.path}", route_handlers=handlers, tags=[entity.path or entity.name])
+
+
+def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRouteHandler:
+    entity = resource.entity
+    page_type = resource.schemas.page
+    filter_fields = tuple(name for name, spec in entity.fields.items() if spec.filter)
+
+    async def list_rows(**params: Any) -> Any:
+        skip: int = params["skip"]
+        limit: int = params["limit"]
+        filters = tuple((name, params[name]) for name in filter_fields if params[name] is not None)
+        items, total = await repo.list_page(ListPlan(filters=filters, offset=skip, limit=limit, count=True))
+        total = total or 0
+        return page_type(
+            items=items,
+            total=total,
+            page=skip // limit + 1,
+            page_size=limit,
+            has_next=skip + limit < total,
+            has_prev=skip > 0,
+        )
+
+    parameters = [
+        keyword("skip", Annotated[int, QueryParameter(ge=0, description="Rows to skip.")], 0),
+        keyword(
+            "limit",
+            Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"Page size (1..{MAX_LIMIT}).")],
+            DEFAULT_LIMIT,
+        ),
+    ]
+    for name in filter_fields:
+        spec = entity.fields[name]
+        python_type = lookup(spec).python_type(spec, resource.schemas.enums.get(name))
+        description = f"Only rows whose `{name}` equals this value."
+        parameters.append(keyword(name, Annotated[python_type | None, QueryParameter(description=description)], None))
+    set_signature(list_rows, parameters, page_type)
+    return get(
+        ["/", ""],
+        operation_id=operation_id("list", entity),
+        summary=f"List {entity.name}",
+        description=f"A page of {entity.name}, newest first, with the total of rows matching the filters.",
+        responses=problem_responses(401, 422, 503),
+        operation_class=FluxOperation,
+    )(list_rows)
+
+
+def _get_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRouteHandler:
+    read = resource.schemas.read
+    path, id_param = _id_parameter(resource)
+
+    async def get_row(**params: Any) -> Any:
+        return await repo.get(params[id_param.name])
+
+    set_signature(get_row, [id_param], read)
+    return get(
+        path,
+        operation_id=operation_id("get", resource.entity),
+        summary=f"Get one {resource.entity.singular}",
+        responses=problem_responses(401, 404, 422, 503),
+        operation_class=FluxOperation,
+    )(get_row)
+
+
+def _create_handler(resource: Resource, repo: ResourceRepository, location: str) -> HTTPRouteHandler:
+    create, read = resource.schemas.create, resource.schemas.read
+
+    async def create_row(data: JSONBody[create]) -> Response[read]:  # type: ignore[valid-type]
+        row = await repo.create(msgspec.structs.asdict(data))
+        return Response(row, status_code=201, headers={"Location": f"{location}/{row.id}"})  # type: ignore[attr-defined]
+
+    return post(
+        ["/", ""],
+        operation_id=operation_id("create", resource.entity),
+        summary=f"Create a {resource.entity.singular}",
+        description="Responds 201 with the stored row and its URL in `Location`.",
+        status_code=201,
+        responses=problem_responses(401, 409, 422, 503),
+        operation_class=FluxOperation,
+    )(create_row)
+
+
+def _update_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRouteHandler:
+    update, read = resource.schemas.update, resource.schemas.read
+    fields = update.__struct_fields__
+    immutable = frozenset(name for name, spec in resource.entity.fields.items() if spec.immutable)
+
+    path, id_param = _id_parameter(resource)
+
+    async def update_row(**params: Any) -> Any:
+        data = params["data"]
+        changes = {name: value for name in fields if (value := getattr(data, name)) is not UNSET}
+        return await repo.update(params[id_param.name], changes)
+
+    set_signature(update_row, [id_param, keyword("data", JSONBody[update])], read)
+    return patch(
+        path,
+        operation_id=operation_id("update", resource.entity),
+        summary=f"Update a {resource.entity.singular}",
+        description="Partial update: only the keys sent change; `{}` changes nothing."
+        + (f" Fixed at creation: {', '.join(sorted(immutable))}." if immutable else ""),
+        responses=problem_responses(401, 404, 409, 422, 503),
+        operation_class=FluxOperation,
+        opt={"immutable_fields": immutable},
+    )(update_row)
+
+
+def _delete_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRouteHandler:
+    path, id_param = _id_parameter(resource)
+
+    async def delete_row(**params: Any) -> None:
+        await repo.delete(params[id_param.name])
+
+    set_signature(delete_row, [id_param], None)
+    return delete(
+        path,
+        operation_id=operation_id("delete", resource.entity),
+        summary=f"Delete a {resource.entity.singular}",
+        description="Rows that reference it are deleted or detached as the manifest says; RESTRICT references "
+        "refuse the delete with 409.",
+        status_code=204,
+        responses=problem_responses(401, 404, 409, 422, 503),
+        operation_class=FluxOperation,
+    )(delete_row)
+
+
+
+

@@ -1,0 +1,107 @@
+"""msgspec Structs built from the manifest: Create, Update, Read and Page per entity, and the enums.
+
+Create and Update forbid unknown fields, so a misspelt or immutable key is a 422 naming it instead of silently lost
+data. Update uses ``UNSET`` to tell "absent" from "null". Read structs carry plain types and are built positionally
+from database rows without re-validation: a row stored before a constraint was tightened still reads.
+"""
+
+import copy
+import enum
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from flux_dao.generator.names import GENERATED_MODULE, class_name, enum_name
+from flux_dao.generator.typemap import annotated_type, lookup
+from flux_dao.manifest.spec import EntitySpec
+from flux_dao.types import StructType
+
+__all__ = ("EntitySchemas", "build_schemas")
+
+
+@dataclass(frozen=True)
+class EntitySchemas:
+    """The generated structs of one entity."""
+
+    create: StructType
+    update: StructType
+    read: StructType
+    page: StructType
+    enums: dict[str, type[enum.StrEnum]]
+    """Enum class per enum field."""
+
+
+def build_schemas(entity: EntitySpec) -> EntitySchemas:
+    """Build the structs of ``entity``; names come from ``generator.names``."""
+    base = class_name(entity)
+    enums = {
+        name: enum.StrEnum(enum_name(entity, name), [(v, v) for v in spec.values or ()], module=GENERATED_MODULE)  # type: ignore[misc]
+        for name, spec in entity.fields.items()
+        if spec.type == "enum"
+    }
+    read = _read_struct(base, entity, enums)
+    page = msgspec.defstruct(
+        f"{base}Page",
+        [
+            ("items", list[read]),  # type: ignore[valid-type]
+            ("total", int),
+            ("page", int),
+            ("page_size", int),
+            ("has_next", bool),
+            ("has_prev", bool),
+        ],
+        module=GENERATED_MODULE,
+    )
+    return EntitySchemas(
+        create=_create_struct(base, entity, enums),
+        update=_update_struct(base, entity, enums),
+        read=read,
+        page=page,
+        enums=enums,
+    )
+
+
+def _create_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for name, spec in entity.fields.items():
+        annotation = annotated_type(spec, enums.get(name))
+        if spec.required:
+            fields.append((name, annotation))
+        elif spec.default is not UNSET:
+            default = enums[name](spec.default) if name in enums else spec.default
+            if isinstance(default, list | dict):  # a fresh copy per request
+                default = msgspec.field(default_factory=functools.partial(copy.deepcopy, default))
+            fields.append((name, annotation, default))
+        else:
+            fields.append((name, annotation | None, None))
+    return msgspec.defstruct(
+        f"{base}Create", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
+    )
+
+
+def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
+    fields: list[tuple[str, Any, Any]] = []
+    for name, spec in entity.fields.items():
+        if spec.immutable:
+            continue
+        annotation = annotated_type(spec, enums.get(name))
+        annotation = annotation | None | UnsetType if spec.nullable else annotation | UnsetType
+        fields.append((name, annotation, UNSET))
+    return msgspec.defstruct(
+        f"{base}Update", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
+    )
+
+
+def _read_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
+    fields: list[tuple[str, Any]] = [("id", UUID)]
+    for name, spec in entity.fields.items():
+        python_type = lookup(spec).python_type(spec, enums.get(name))
+        fields.append((name, python_type | None if spec.nullable else python_type))
+    fields += [(stamp, datetime) for stamp in entity.timestamps]
+    return msgspec.defstruct(base, fields, module=GENERATED_MODULE)
+

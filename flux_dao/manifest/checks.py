@@ -1,0 +1,187 @@
+"""Semantic checks over a decoded manifest.
+
+Each check is a small function that yields problems; ``validate`` collects them all so one run of
+``flux-dao check`` reports every mistake, each naming the file, the entity and the field.
+"""
+
+import keyword
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from msgspec import UNSET
+
+from flux_dao.errors import ManifestError
+from flux_dao.manifest.spec import (
+    BulkUpdateQuery,
+    EntitySpec,
+    FieldSpec,
+    GroupedCountQuery,
+    Manifest,
+    TimeRangeQuery,
+)
+
+__all__ = ("RESERVED_FIELDS", "parse_order", "validate")
+
+IDENTIFIER: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+PATH_SEGMENT: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+RESERVED_FIELDS: Final = frozenset({"id", "created_at", "updated_at", "metadata", "registry", "skip", "limit"})
+"""Names the engine owns (server-set columns, SQLAlchemy model attributes, paging parameters)."""
+_ORDER: Final = re.compile(r"^(?P<field>[a-z][a-z0-9_]*)(?:\s+(?P<dir>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?$")
+_SCALAR_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    "string": lambda v: isinstance(v, str),
+    "enum": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "json": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+}
+
+
+def parse_order(term: str) -> tuple[str, bool, str | None]:
+    """Parse ``field [asc|desc] [nulls first|last]`` into (field, descending, nulls)."""
+    match = _ORDER.match(term.strip().lower())
+    if match is None:
+        msg = f"order term {term!r} is not 'field [asc|desc] [nulls first|last]'"
+        raise ValueError(msg)
+    return match["field"], match["dir"] == "desc", match["nulls"]
+
+
+def validate(manifest: Manifest) -> None:
+    """Raise one :class:`ManifestError` listing every problem found, or return silently."""
+    problems = list(_manifest_problems(manifest))
+    for entity in manifest.entities:
+        where = f"resource '{entity.name}'"
+        problems.extend(f"{where}: {p}" for p in _entity_problems(entity))
+        for name, spec in entity.fields.items():
+            problems.extend(f"{where}, field '{name}': {p}" for p in _field_problems(manifest, name, spec))
+        for name, query in entity.queries.items():
+            problems.extend(f"{where}, query '{name}': {p}" for p in _query_problems(entity, name, query))
+    if problems:
+        lines = "\n".join(f"{manifest.source}: {p}" for p in problems)
+        raise ManifestError(lines)
+
+
+def _manifest_problems(manifest: Manifest) -> Iterator[str]:
+    from flux_dao.generator.names import class_name  # noqa: PLC0415 (names imports nothing back; avoids a cycle)
+
+    seen: dict[str, dict[str, str]] = {"name": {}, "path": {}, "class": {}}
+    for entity in manifest.entities:
+        keys = {"name": entity.name, "path": entity.path or "", "class": class_name(entity)}
+        for kind, value in keys.items():
+            other = seen[kind].get(value)
+            if other is not None:
+                yield f"resources '{other}' and '{entity.name}' both generate the {kind} '{value}'"
+            seen[kind][value] = entity.name
+
+
+def _entity_problems(entity: EntitySpec) -> Iterator[str]:
+    if not IDENTIFIER.match(entity.name) or keyword.iskeyword(entity.name):
+        yield "name must be a lower-case identifier (a-z, 0-9, _)"
+    if entity.path and not PATH_SEGMENT.match(entity.path):
+        yield f"path {entity.path!r} must be one lower-case URL segment (a-z, 0-9, -)"
+    if entity.singular and not IDENTIFIER.match(entity.singular):
+        yield f"singular {entity.singular!r} must be a lower-case identifier"
+    if len(set(entity.timestamps)) != len(entity.timestamps):
+        yield "timestamps lists a column twice"
+    columns = {"id", *entity.fields, *entity.timestamps}
+    for term in entity.order_by:
+        try:
+            field, _, _ = parse_order(term)
+        except ValueError as exc:
+            yield f"order_by: {exc}"
+            continue
+        if field not in columns:
+            yield f"order_by names unknown field '{field}'"
+        elif field in entity.fields and entity.fields[field].type in {"json", "list"}:
+            yield f"order_by cannot sort on {entity.fields[field].type} field '{field}'"
+    for index in entity.indexes:
+        missing = [f for f in index.fields if f not in columns]
+        if missing or not index.fields:
+            yield f"index {list(index.fields)} names unknown field(s) {missing}"
+    for name in entity.queries:
+        if not PATH_SEGMENT.match(name):
+            yield f"query name {name!r} must be one lower-case URL segment (a-z, 0-9, -)"
+
+
+def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[str]:  # noqa: C901 (a flat list)
+    if not IDENTIFIER.match(name) or keyword.iskeyword(name):
+        yield "name must be a lower-case identifier (a-z, 0-9, _) and not a Python keyword"
+    if name in RESERVED_FIELDS:
+        yield f"'{name}' is reserved: the engine manages it"
+    if spec.type == "enum":
+        if not spec.values:
+            yield "an enum needs a non-empty 'values' list"
+        elif len(set(spec.values)) != len(spec.values):
+            yield "enum values must be unique"
+    elif spec.values is not None:
+        yield "'values' is only for type enum"
+    if spec.type == "list" and spec.items is None:
+        yield "a list needs 'items' (string or uuid)"
+    if spec.type != "list" and spec.items is not None:
+        yield "'items' is only for type list"
+    if (spec.min_length is not None or spec.max_length is not None) and spec.type != "string":
+        yield "min_length/max_length apply to strings only"
+    if (spec.ge is not None or spec.le is not None) and spec.type not in {"integer", "float"}:
+        yield "ge/le apply to integers and floats only"
+    if spec.min_length is not None and spec.max_length is not None and spec.min_length > spec.max_length:
+        yield "min_length is greater than max_length"
+    if spec.required and spec.default is not UNSET:
+        yield "a field cannot be both required and defaulted"
+    if spec.default is not UNSET:
+        yield from _default_problems(spec)
+    if spec.references is not None:
+        if spec.type != "uuid":
+            yield "a reference must have type uuid"
+        if spec.references not in {e.name for e in manifest.entities}:
+            yield f"references unknown resource '{spec.references}'"
+        if spec.on_delete == "set null" and not spec.nullable:
+            yield "on_delete 'set null' needs a nullable field (not required, no default)"
+    if (spec.filter or spec.unique or spec.index) and spec.type in {"json", "list"}:
+        yield f"a {spec.type} field cannot be filtered, unique or indexed"
+
+
+def _default_problems(spec: FieldSpec) -> Iterator[str]:
+    check = _SCALAR_CHECKS.get(spec.type)
+    if check is None:
+        yield f"a {spec.type} field cannot have a default"
+    elif not check(spec.default):
+        yield f"default {spec.default!r} is not a {spec.type}"
+    elif spec.type == "enum" and spec.values and spec.default not in spec.values:
+        yield f"default {spec.default!r} is not one of {list(spec.values)}"
+    elif spec.type in {"integer", "float"} and (
+        (spec.ge is not None and spec.default < spec.ge) or (spec.le is not None and spec.default > spec.le)
+    ):
+        yield f"default {spec.default!r} is outside [ge, le]"
+
+
+def _query_problems(entity: EntitySpec, name: str, query: Any) -> Iterator[str]:
+    fields = entity.fields
+    stamps = set(entity.timestamps)
+
+    def is_datetime(field: str) -> bool:
+        return field in stamps or (field in fields and fields[field].type == "datetime")
+
+    scope: tuple[str, ...] = getattr(query, "scope", ())
+    for field in scope:
+        if field not in fields or fields[field].type in {"json", "list"}:
+            yield f"scope field '{field}' is not a scalar field of '{entity.name}'"
+    if isinstance(query, TimeRangeQuery) and not is_datetime(query.field):
+        yield f"field '{query.field}' is not a datetime field"
+    if isinstance(query, GroupedCountQuery):
+        if not is_datetime(query.time_field):
+            yield f"time_field '{query.time_field}' is not a datetime field"
+        if query.group_by not in fields or fields[query.group_by].type not in {"enum", "string", "boolean"}:
+            yield f"group_by '{query.group_by}' is not an enum, string or boolean field"
+        elif query.ratio is not None:
+            values = fields[query.group_by].values
+            if values is not None and query.ratio.value not in values:
+                yield f"ratio value {query.ratio.value!r} is not one of {list(values)}"
+    if isinstance(query, BulkUpdateQuery):
+        if query.field not in fields or fields[query.field].type in {"json", "list"}:
+            yield f"field '{query.field}' is not a scalar field of '{entity.name}'"
+        elif fields[query.field].immutable:
+            yield f"field '{query.field}' is immutable"
+        if query.max_items < 1:
+            yield "max_items must be at least 1"

@@ -1,0 +1,169 @@
+"""msgspec Structs that mirror ``resources.yaml``.
+
+Decoding into these gives the syntactic checks (unknown keys, wrong types) for free; ``checks.py`` adds the semantic
+ones. Every struct is frozen: after loading, the manifest is a value that the generator only reads.
+"""
+
+from typing import Any, Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+__all__ = (
+    "OPERATIONS",
+    "BulkUpdateQuery",
+    "EntitySpec",
+    "FieldSpec",
+    "FieldType",
+    "GroupedCountQuery",
+    "IndexSpec",
+    "Manifest",
+    "OnDelete",
+    "Operation",
+    "QuerySpec",
+    "RatioSpec",
+    "TimeRangeQuery",
+    "Timestamp",
+)
+
+FieldType: TypeAlias = Literal["string", "integer", "float", "boolean", "datetime", "uuid", "json", "enum", "list"]
+ItemType: TypeAlias = Literal["string", "uuid"]
+OnDelete: TypeAlias = Literal["cascade", "set null", "restrict"]
+Operation: TypeAlias = Literal["list", "get", "create", "update", "delete"]
+Timestamp: TypeAlias = Literal["created_at", "updated_at"]
+OPERATIONS: Final[tuple[Operation, ...]] = ("list", "get", "create", "update", "delete")
+
+
+class _Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base: immutable, keyword-only, and strict about unknown keys so typos fail loudly."""
+
+
+class FieldSpec(_Spec):
+    """One column of an entity, as the manifest declares it."""
+
+    type: FieldType
+    """Value type; ``enum`` needs ``values``, ``list`` needs ``items``."""
+    values: tuple[str, ...] | None = None
+    """Allowed values of an ``enum`` (stored as text with a CHECK constraint)."""
+    items: ItemType | None = None
+    """Element type of a ``list``."""
+    required: bool = False
+    """Must be given on create; NOT NULL."""
+    default: Any | UnsetType = UNSET
+    """Value used when a create omits the field; NOT NULL."""
+    unique: bool = False
+    index: bool = False
+    filter: bool = False
+    """Exposed as an equality query parameter on the list route."""
+    immutable: bool = False
+    """Accepted on create only; a PATCH naming it is rejected."""
+    min_length: int | None = None
+    max_length: int | None = None
+    ge: float | None = None
+    le: float | None = None
+    references: str | None = None
+    """Name of the entity whose ``id`` this field holds (a foreign key)."""
+    on_delete: OnDelete = "restrict"
+    """What deleting the referenced row does to this row."""
+    description: str | None = None
+
+    @property
+    def nullable(self) -> bool:
+        """Fields that are neither required nor defaulted accept and store null."""
+        return not self.required and self.default is UNSET
+
+
+class IndexSpec(_Spec):
+    """A composite index."""
+
+    fields: tuple[str, ...]
+    unique: bool = False
+
+
+class RatioSpec(_Spec):
+    """A ratio reported by a grouped count: count(group == value) / total."""
+
+    name: str
+    value: str
+    digits: int = 4
+
+
+class TimeRangeQuery(_Spec, tag="time_range", tag_field="kind"):
+    """Rows of one scope whose ``field`` lies in [start, end], both inclusive, ascending, as a plain array."""
+
+    field: str
+    scope: tuple[str, ...] = ()
+    start: str = "start"
+    end: str = "end"
+    operation_id: str | None = None
+    description: str | None = None
+
+
+class GroupedCountQuery(_Spec, tag="grouped_count", tag_field="kind"):
+    """Counts of one scope's rows per ``group_by`` value, for rows whose ``time_field`` lies in [start, end]."""
+
+    group_by: str
+    time_field: str
+    scope: tuple[str, ...] = ()
+    start: str = "start"
+    end: str = "end"
+    total: str = "total"
+    counts: str = "counts"
+    ratio: RatioSpec | None = None
+    operation_id: str | None = None
+    description: str | None = None
+
+
+class BulkUpdateQuery(_Spec, tag="bulk_update", tag_field="kind"):
+    """Set one field to one value on every listed id, in one statement; unknown ids are ignored."""
+
+    field: str
+    ids: str = "ids"
+    value: str = "value"
+    max_items: int = 1000
+    result: str = "updated_count"
+    operation_id: str | None = None
+    description: str | None = None
+
+
+QuerySpec: TypeAlias = TimeRangeQuery | GroupedCountQuery | BulkUpdateQuery
+
+
+class EntitySpec(_Spec):
+    """One resource: its table, its fields and what the API offers on it."""
+
+    fields: dict[str, FieldSpec]
+    name: str = ""
+    """Filled in by the loader from the manifest key."""
+    singular: str | None = None
+    """Singular noun; default: the name without a trailing ``s``. Names classes and operation ids."""
+    path: str | None = None
+    """URL segment; default: the name with ``_`` turned into ``-``."""
+    description: str | None = None
+    timestamps: tuple[Timestamp, ...] = ("created_at",)
+    """Server-set columns: ``created_at`` at creation, ``updated_at`` at creation and on every change."""
+    order_by: tuple[str, ...] = ()
+    """Default list order, e.g. ``created_at desc`` or ``sent_at desc nulls last``; ``id`` breaks ties."""
+    operations: tuple[Operation, ...] = OPERATIONS
+    indexes: tuple[IndexSpec, ...] = ()
+    queries: dict[str, QuerySpec] = msgspec.field(default_factory=dict)
+
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        """Every column, in the order responses list them: ``id``, the fields, then the timestamps."""
+        return ("id", *self.fields, *self.timestamps)
+
+
+class Manifest(_Spec):
+    """The whole manifest: entities in declaration order."""
+
+    entities: tuple[EntitySpec, ...]
+    source: str = "resources.yaml"
+    """Where it was read from; quoted in every error message."""
+
+    def entity(self, name: str) -> EntitySpec:
+        """The entity called ``name``."""
+        for entity in self.entities:
+            if entity.name == name:
+                return entity
+        raise KeyError(name)

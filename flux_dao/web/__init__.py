@@ -1,0 +1,1 @@
+"""Everything HTTP: app factory, plugin, problems, auth, probes, OpenAPI."""

@@ -1,0 +1,30 @@
+"""The application factory: settings -> manifest -> generated resources -> Litestar app."""
+
+import logging
+
+from litestar import Litestar
+
+from flux_dao import __version__
+from flux_dao.config import Settings
+from flux_dao.db import Database
+from flux_dao.generator import build_resources
+from flux_dao.manifest import load_manifest
+from flux_dao.migrations import migration_heads
+from flux_dao.web.openapi import openapi_config
+from flux_dao.web.plugin import FluxDaoPlugin
+
+__all__ = ("create_app",)
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app for ``settings`` (default: from the environment). Used by ``flux-dao serve`` as a factory."""
+    settings = settings or Settings.from_env()
+    manifest = load_manifest(settings.manifest_path)
+    resources = build_resources(manifest)
+    db = Database(settings.database)
+    plugin = FluxDaoPlugin(settings, resources, db, migration_heads(settings.migrations_dir))
+    if not settings.api_keys:
+        logger.warning("SERVICE_API_KEYS is empty: the API is open to anyone who can reach it")
+    return Litestar(plugins=[plugin], openapi_config=openapi_config(__version__))

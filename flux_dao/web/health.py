@@ -1,0 +1,64 @@
+"""``/health`` (the process lives) and ``/ready`` (the database answers and its schema is at the migration head)."""
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+from sqlalchemy.exc import SQLAlchemyError
+
+from flux_dao.db import Database
+from flux_dao.web.problems import problem_response, problem_responses
+
+__all__ = ("HealthStatus", "health_handlers")
+
+_VERSION_QUERY = sa.text("SELECT version_num FROM alembic_version")
+
+
+class HealthStatus(msgspec.Struct):
+    """``{"status": "ok"}`` or ``{"status": "ready"}``."""
+
+    status: str
+
+
+def health_handlers(db: Database, expected_heads: frozenset[str] | None) -> list[HTTPRouteHandler]:
+    """The two probe routes; ``expected_heads`` is None when the manifest has no migrations folder."""
+
+    @get("/health", operation_id="health", tags=["operations"], summary="Liveness: the process is up.")
+    async def health() -> HealthStatus:
+        return HealthStatus(status="ok")
+
+    @get(
+        "/ready",
+        operation_id="ready",
+        tags=["operations"],
+        summary="Readiness: the database answers and its schema is at the migration head.",
+        responses=problem_responses(503),
+    )
+    async def ready() -> Response[HealthStatus]:
+        reason = await _not_ready_reason(db, expected_heads)
+        if reason is not None:
+            return problem_response("not-ready", reason, headers={"Retry-After": "1"})
+        return Response(HealthStatus(status="ready"))
+
+    return [health, ready]
+
+
+async def _not_ready_reason(db: Database, expected_heads: frozenset[str] | None) -> str | None:
+    try:
+        async with db.read_engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            try:
+                current = frozenset((await conn.execute(_VERSION_QUERY)).scalars())
+            except SQLAlchemyError:
+                return "The database schema is not migrated (no alembic_version table); run `flux-dao migrate`."
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return f"The database does not answer: {type(exc).__name__}."
+    if expected_heads is None:
+        return None
+    if current != expected_heads:
+        found = ", ".join(sorted(current)) or "none"
+        wanted = ", ".join(sorted(expected_heads))
+        return f"The database schema is at revision {found}, not at the migration head {wanted}; run `flux-dao migrate`."
+    return None
+
+

@@ -1,0 +1,54 @@
+"""``FluxDaoPlugin``: the one place generated routers, the guard, the probes and the error handlers enter the app."""
+
+import logging
+
+from litestar import Router
+from litestar.config.app import AppConfig
+from litestar.plugins import InitPlugin
+
+from flux_dao.config import Settings
+from flux_dao.db import Database
+from flux_dao.generator import Resources
+from flux_dao.generator.routes import build_router
+from flux_dao.repository import ResourceRepository
+from flux_dao.web.auth import service_key_guard
+from flux_dao.web.health import health_handlers
+from flux_dao.web.openapi import SECURITY_SCHEME
+from flux_dao.web.problems import exception_handlers
+
+__all__ = ("FluxDaoPlugin",)
+
+logger = logging.getLogger(__name__)
+
+
+class FluxDaoPlugin(InitPlugin):
+    """Mounts every resource of ``resources`` under the API prefix, served by ``db``."""
+
+    def __init__(
+        self, settings: Settings, resources: Resources, db: Database, expected_heads: frozenset[str] | None
+    ) -> None:
+        self.settings = settings
+        self.resources = resources
+        self.db = db
+        self.expected_heads = expected_heads
+        catalog = resources.catalog
+        self.repositories = {
+            r.entity.name: ResourceRepository(r.entity, r.schemas.read, catalog, db) for r in resources.items
+        }
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Register routes, guard, exception handlers and the pool shutdown."""
+        routers = [
+            build_router(r, self.repositories[r.entity.name], self.settings.api_prefix) for r in self.resources.items
+        ]
+        keys = self.settings.api_keys
+        api = Router(
+            path=self.settings.api_prefix,
+            route_handlers=routers,
+            guards=[service_key_guard(keys)] if keys else [],
+            security=[{SECURITY_SCHEME: []}],
+        )
+        app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads)])
+        app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
+        app_config.on_shutdown.append(self.db.dispose)
+        return app_config

@@ -1,0 +1,196 @@
+"""Errors -> ``application/problem+json`` (RFC 9457), one stable ``type`` per kind of error.
+
+Litestar's own exceptions (validation, 404 route, 405, 401) and flux-dao's domain errors all leave through here, so
+every error response has the same shape: ``type``, ``title``, ``status``, ``detail``, plus ``errors`` [{field,
+message}] for validation and a few named extensions (``dependents``, ``resource``, ``id``).
+"""
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+from flux_dao.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DuplicateError,
+    InvalidInputError,
+    MissingReferenceError,
+    NotFoundError,
+    RepositoryError,
+    RestrictedDeleteError,
+)
+
+__all__ = (
+    "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_TYPES",
+    "Problem",
+    "ProblemField",
+    "exception_handlers",
+    "problem_response",
+    "problem_responses",
+)
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+_TYPE_PREFIX: Final = "urn:flux-dao:problem:"
+
+PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
+    "validation-error": (422, "Request validation failed"),
+    "unauthorized": (401, "Missing or unknown service key"),
+    "not-found": (404, "Resource not found"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "conflict": (409, "Conflict with stored data"),
+    "duplicate": (409, "Unique value already taken"),
+    "missing-reference": (409, "Referenced row does not exist"),
+    "restricted-delete": (409, "Row is still referenced"),
+    "unavailable": (503, "Database unavailable"),
+    "not-ready": (503, "Service not ready"),
+    "internal-error": (500, "Internal server error"),
+    "http-error": (400, "HTTP error"),
+}
+"""Every problem ``type`` flux-dao returns (``urn:flux-dao:problem:<slug>``), its status and title. Stable: clients
+may switch on them."""
+
+
+class ProblemField(msgspec.Struct):
+    """One invalid field."""
+
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] | None = None
+    """Per-field problems (validation, duplicates, missing references)."""
+
+
+def problem_response(
+    slug: str, detail: str, *, status: int | None = None, headers: Mapping[str, str] | None = None, **extra: Any
+) -> Response[Any]:
+    """A problem+json response of kind ``slug``."""
+    default_status, title = PROBLEM_TYPES[slug]
+    status = status or default_status
+    body = {"type": _TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI declarations of the problem responses an operation can give."""
+    descriptions = {
+        401: "Missing or unknown X-Flux-Service-Key.",
+        404: "No row with that id.",
+        409: "Conflict: a unique value is taken, a referenced row is missing, or dependents block a delete.",
+        422: "Validation failed; `errors` names each field.",
+        503: "The database is unavailable; retry after the Retry-After delay.",
+    }
+    return {
+        s: ResponseSpec(Problem, description=descriptions[s], media_type=PROBLEM_MEDIA_TYPE, generate_examples=False)
+        for s in statuses
+    }
+
+
+_MSGSPEC_LOCATION: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
+_MISSING_FIELD: Final = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+
+
+def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[ProblemField]:
+    """Litestar's validation details -> [{field, message}], naming the field even inside a JSON body."""
+    immutable: frozenset[str] = request.route_handler.opt.get("immutable_fields", frozenset())
+    found: list[ProblemField] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        raw_message = str(item.get("message", "invalid value"))
+        match = _MSGSPEC_LOCATION.match(raw_message)
+        message = match["message"] if match else raw_message
+        path = (match["path"] or "").lstrip(".") if match else ""
+        field = path or str(item.get("key") or "")
+        unknown = _UNKNOWN_FIELD.match(message)
+        missing = _MISSING_FIELD.match(message)
+        if unknown:
+            field = ".".join(p for p in (path, unknown["field"]) if p)
+            message = (
+                "cannot be changed after creation" if unknown["field"] in immutable and not path else "unknown field"
+            )
+        elif missing:
+            field = ".".join(p for p in (path, missing["field"]) if p)
+            message = "required field missing"
+        found.append(ProblemField(field=field or "body", message=message))
+    if not found:
+        found.append(ProblemField(field="body", message=exc.detail or "invalid request"))
+    return found
+
+
+def _validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors = _field_errors(request, exc)
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem_response("validation-error", detail, errors=[msgspec.structs.asdict(e) for e in errors])
+
+
+def _invalid_input_handler(_: Request[Any, Any, Any], exc: InvalidInputError) -> Response[Any]:
+    errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return problem_response("validation-error", str(exc), errors=errors)
+
+
+_REPOSITORY_SLUGS: Final[tuple[tuple[type[RepositoryError], str], ...]] = (
+    (NotFoundError, "not-found"),
+    (DuplicateError, "duplicate"),
+    (MissingReferenceError, "missing-reference"),
+    (RestrictedDeleteError, "restricted-delete"),
+    (ConflictError, "conflict"),
+    (DatabaseUnavailableError, "unavailable"),
+)
+
+
+def _repository_handler(_: Request[Any, Any, Any], exc: RepositoryError) -> Response[Any]:
+    slug = next((s for cls, s in _REPOSITORY_SLUGS if isinstance(exc, cls)), "internal-error")
+    headers = {"Retry-After": "1"} if slug == "unavailable" else None
+    if slug == "internal-error":
+        logger.error("unmapped repository error: %s", exc.detail)
+    return problem_response(slug, exc.detail, headers=headers, **exc.extra)
+
+
+_HTTP_SLUGS: Final = {401: "unauthorized", 404: "not-found", 405: "method-not-allowed"}
+
+
+def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == 400:  # Litestar's "JSON is malformed" and friends: the body could not be decoded
+        return problem_response(
+            "validation-error", exc.detail, errors=[{"field": "body", "message": exc.detail}]
+        )
+    slug = _HTTP_SLUGS.get(exc.status_code, "http-error")
+    return problem_response(slug, exc.detail, status=exc.status_code, headers=exc.headers)
+
+
+def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.exception("unhandled error on %s %s", request.method, request.scope.get("path"), exc_info=exc)
+    return problem_response("internal-error", "An unexpected error occurred; it has been logged.")
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """The handlers the flux-dao plugin registers on the app."""
+    return {
+        ValidationException: _validation_handler,
+        InvalidInputError: _invalid_input_handler,
+        RepositoryError: _repository_handler,
+        HTTPException: _http_handler,
+        Exception: _internal_handler,
+    }
+
+
