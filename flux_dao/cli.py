@@ -13,6 +13,7 @@ import click
 
 from flux_dao.config import Settings
 from flux_dao.errors import ManifestError
+from flux_dao.manifest.spec import Manifest
 
 __all__ = ("main",)
 
@@ -173,7 +174,7 @@ def openapi(ctx: click.Context, indent: int) -> None:
     click.echo(json.dumps(app.openapi_schema.to_schema(), indent=indent))
 
 
-def _load_or_exit(settings: Settings) -> "object":
+def _load_or_exit(settings: Settings) -> "Manifest":
     from flux_dao.manifest import load_manifest  # noqa: PLC0415
 
     try:

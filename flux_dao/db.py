@@ -20,7 +20,7 @@ _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA 
 
 
 def _json_serializer(value: Any) -> str:
-    """msgspec encodes UUIDs and datetimes inside JSON columns (``list`` of uuid fields) that ``json`` cannot."""
+    """Encode JSON columns with msgspec, which handles the UUIDs of ``list`` of uuid fields that ``json`` cannot."""
     return msgspec.json.encode(value).decode()
 
 

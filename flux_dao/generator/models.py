@@ -52,7 +52,11 @@ def _build_model(base: type[DeclarativeBase], manifest: Manifest, entity: Entity
         namespace[name] = _column(manifest, name, spec)
     for stamp in entity.timestamps:
         namespace[stamp] = mapped_column(
-            stamp, DateTimeUTC(timezone=True), nullable=False, default=utcnow, server_default=sa.text("CURRENT_TIMESTAMP")
+            stamp,
+            DateTimeUTC(timezone=True),
+            nullable=False,
+            default=utcnow,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
         )
     table_args: list[Any] = [
         sa.CheckConstraint(sa.column(name).in_(spec.values or ()), name=name)

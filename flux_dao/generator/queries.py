@@ -73,8 +73,9 @@ def _grouped_count(
     resource: Resource, repo: ResourceRepository, name: str, query: GroupedCountQuery
 ) -> HTTPRouteHandler:
     entity = resource.entity
-    scope_types = [(f, lookup(entity.fields[f]).python_type(entity.fields[f], resource.schemas.enums.get(f)))
-                   for f in query.scope]
+    scope_types = [
+        (f, lookup(entity.fields[f]).python_type(entity.fields[f], resource.schemas.enums.get(f))) for f in query.scope
+    ]
     fields: list[tuple[str, Any]] = [*scope_types, (query.total, int), (query.counts, dict[str, int])]
     if query.ratio is not None:
         fields.append((query.ratio.name, float))
@@ -92,8 +93,10 @@ def _grouped_count(
         return result(**values)
 
     set_signature(handler, _scope_parameters(resource, query), result)
-    description = f"Counts of rows per `{query.group_by}` (only values that occur) for rows with `{query.start} <= " \
+    description = (
+        f"Counts of rows per `{query.group_by}` (only values that occur) for rows with `{query.start} <= "
         f"{query.time_field} <= {query.end}`."
+    )
     if ratio is not None:
         description += f" `{ratio.name}` = count of `{ratio.value}` / total, to {ratio.digits} decimals (0.0 if none)."
     return get(
@@ -117,7 +120,9 @@ def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query:
         forbid_unknown_fields=True,
         module=GENERATED_MODULE,
     )
-    result = msgspec.defstruct(query_struct_name(entity, name, "Result"), [(query.result, int)], module=GENERATED_MODULE)
+    result = msgspec.defstruct(
+        query_struct_name(entity, name, "Result"), [(query.result, int)], module=GENERATED_MODULE
+    )
 
     async def handler(data: JSONBody[body]) -> result:  # type: ignore[valid-type]
         ids = tuple(getattr(data, query.ids))
@@ -136,7 +141,7 @@ def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query:
     )(handler)
 
 
-_BUILDERS: Final[dict[type[QuerySpec], Builder]] = {  # type: ignore[valid-type]
+_BUILDERS: Final[dict[type[QuerySpec], Builder]] = {
     TimeRangeQuery: _time_range,
     GroupedCountQuery: _grouped_count,
     BulkUpdateQuery: _bulk_update,

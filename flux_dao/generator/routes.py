@@ -31,7 +31,6 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 500
 
 
-
 def _id_parameter(resource: Resource) -> tuple[str, inspect.Parameter]:
     """The path parameter naming one row: ``task_id``, ``user_id``... as clients of the earlier service know it."""
     name = f"{resource.entity.singular}_id"
@@ -146,7 +145,8 @@ def _update_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTT
         changes = {name: value for name in fields if (value := getattr(data, name)) is not UNSET}
         return await repo.update(params[id_param.name], changes)
 
-    set_signature(update_row, [id_param, keyword("data", JSONBody[update])], read)
+    body = keyword("data", JSONBody[update])  # type: ignore[misc,valid-type]
+    set_signature(update_row, [id_param, body], read)
     return patch(
         path,
         operation_id=operation_id("update", resource.entity),
@@ -176,7 +176,3 @@ def _delete_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTT
         responses=problem_responses(401, 404, 409, 422, 503),
         operation_class=FluxOperation,
     )(delete_row)
-
-
-
-

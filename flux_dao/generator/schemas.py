@@ -39,7 +39,7 @@ class EntitySchemas:
 def build_schemas(entity: EntitySpec) -> EntitySchemas:
     """Build the structs of ``entity``; names come from ``generator.names``."""
     base = class_name(entity)
-    enums = {
+    enums: dict[str, type[enum.StrEnum]] = {
         name: enum.StrEnum(enum_name(entity, name), [(v, v) for v in spec.values or ()], module=GENERATED_MODULE)  # type: ignore[misc]
         for name, spec in entity.fields.items()
         if spec.type == "enum"
@@ -79,9 +79,7 @@ def _create_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
             fields.append((name, annotation, default))
         else:
             fields.append((name, annotation | None, None))
-    return msgspec.defstruct(
-        f"{base}Create", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
-    )
+    return msgspec.defstruct(f"{base}Create", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE)
 
 
 def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
@@ -92,9 +90,7 @@ def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
         annotation = annotated_type(spec, enums.get(name))
         annotation = annotation | None | UnsetType if spec.nullable else annotation | UnsetType
         fields.append((name, annotation, UNSET))
-    return msgspec.defstruct(
-        f"{base}Update", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
-    )
+    return msgspec.defstruct(f"{base}Update", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE)
 
 
 def _read_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
@@ -104,4 +100,3 @@ def _read_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEn
         fields.append((name, python_type | None if spec.nullable else python_type))
     fields += [(stamp, datetime) for stamp in entity.timestamps]
     return msgspec.defstruct(base, fields, module=GENERATED_MODULE)
-

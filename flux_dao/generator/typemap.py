@@ -45,6 +45,12 @@ def _enum_sql(spec: FieldSpec) -> Any:
 
 _ITEM_TYPES: Final[dict[str, type]] = {"string": str, "uuid": UUID}
 
+
+def _list_type(spec: FieldSpec) -> Any:
+    item = _ITEM_TYPES[spec.items or "string"]
+    return list[item]  # type: ignore[valid-type]
+
+
 _TYPES: Final[dict[str, TypeInfo]] = {
     "string": TypeInfo(lambda s, e: str, _string_sql),
     "integer": TypeInfo(lambda s, e: int, lambda s: sa.Integer()),
@@ -54,7 +60,7 @@ _TYPES: Final[dict[str, TypeInfo]] = {
     "uuid": TypeInfo(lambda s, e: UUID, lambda s: GUID()),
     "json": TypeInfo(lambda s, e: dict[str, Any], lambda s: JSON_TYPE),
     "enum": TypeInfo(lambda s, e: e, _enum_sql),
-    "list": TypeInfo(lambda s, e: list[_ITEM_TYPES[s.items or "string"]], lambda s: JSON_TYPE),  # type: ignore[misc]
+    "list": TypeInfo(lambda s, e: _list_type(s), lambda s: JSON_TYPE),
 }
 
 

@@ -27,7 +27,9 @@ IDENTIFIER: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PATH_SEGMENT: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RESERVED_FIELDS: Final = frozenset({"id", "created_at", "updated_at", "metadata", "registry", "skip", "limit"})
 """Names the engine owns (server-set columns, SQLAlchemy model attributes, paging parameters)."""
-_ORDER: Final = re.compile(r"^(?P<field>[a-z][a-z0-9_]*)(?:\s+(?P<dir>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?$")
+_ORDER: Final = re.compile(
+    r"^(?P<field>[a-z][a-z0-9_]*)(?:\s+(?P<dir>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?$"
+)
 _SCALAR_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
     "string": lambda v: isinstance(v, str),
     "enum": lambda v: isinstance(v, str),
@@ -85,6 +87,18 @@ def _entity_problems(entity: EntitySpec) -> Iterator[str]:
         yield f"singular {entity.singular!r} must be a lower-case identifier"
     if len(set(entity.timestamps)) != len(entity.timestamps):
         yield "timestamps lists a column twice"
+    yield from _order_problems(entity)
+    columns = {"id", *entity.fields, *entity.timestamps}
+    for index in entity.indexes:
+        missing = [f for f in index.fields if f not in columns]
+        if missing or not index.fields:
+            yield f"index {list(index.fields)} names unknown field(s) {missing}"
+    for name in entity.queries:
+        if not PATH_SEGMENT.match(name):
+            yield f"query name {name!r} must be one lower-case URL segment (a-z, 0-9, -)"
+
+
+def _order_problems(entity: EntitySpec) -> Iterator[str]:
     columns = {"id", *entity.fields, *entity.timestamps}
     for term in entity.order_by:
         try:
@@ -96,13 +110,6 @@ def _entity_problems(entity: EntitySpec) -> Iterator[str]:
             yield f"order_by names unknown field '{field}'"
         elif field in entity.fields and entity.fields[field].type in {"json", "list"}:
             yield f"order_by cannot sort on {entity.fields[field].type} field '{field}'"
-    for index in entity.indexes:
-        missing = [f for f in index.fields if f not in columns]
-        if missing or not index.fields:
-            yield f"index {list(index.fields)} names unknown field(s) {missing}"
-    for name in entity.queries:
-        if not PATH_SEGMENT.match(name):
-            yield f"query name {name!r} must be one lower-case URL segment (a-z, 0-9, -)"
 
 
 def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[str]:  # noqa: C901 (a flat list)
@@ -143,45 +150,59 @@ def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[
 
 
 def _default_problems(spec: FieldSpec) -> Iterator[str]:
+    default: Any = spec.default
     check = _SCALAR_CHECKS.get(spec.type)
     if check is None:
         yield f"a {spec.type} field cannot have a default"
-    elif not check(spec.default):
-        yield f"default {spec.default!r} is not a {spec.type}"
-    elif spec.type == "enum" and spec.values and spec.default not in spec.values:
-        yield f"default {spec.default!r} is not one of {list(spec.values)}"
+    elif not check(default):
+        yield f"default {default!r} is not a {spec.type}"
+    elif spec.type == "enum" and spec.values and default not in spec.values:
+        yield f"default {default!r} is not one of {list(spec.values)}"
     elif spec.type in {"integer", "float"} and (
-        (spec.ge is not None and spec.default < spec.ge) or (spec.le is not None and spec.default > spec.le)
+        (spec.ge is not None and default < spec.ge) or (spec.le is not None and default > spec.le)
     ):
-        yield f"default {spec.default!r} is outside [ge, le]"
+        yield f"default {default!r} is outside [ge, le]"
 
 
 def _query_problems(entity: EntitySpec, name: str, query: Any) -> Iterator[str]:
-    fields = entity.fields
-    stamps = set(entity.timestamps)
-
-    def is_datetime(field: str) -> bool:
-        return field in stamps or (field in fields and fields[field].type == "datetime")
-
     scope: tuple[str, ...] = getattr(query, "scope", ())
     for field in scope:
-        if field not in fields or fields[field].type in {"json", "list"}:
+        if field not in entity.fields or entity.fields[field].type in {"json", "list"}:
             yield f"scope field '{field}' is not a scalar field of '{entity.name}'"
-    if isinstance(query, TimeRangeQuery) and not is_datetime(query.field):
+    yield from _QUERY_CHECKS[type(query)](entity, query)
+
+
+def _is_datetime(entity: EntitySpec, field: str) -> bool:
+    return field in entity.timestamps or (field in entity.fields and entity.fields[field].type == "datetime")
+
+
+def _time_range_problems(entity: EntitySpec, query: TimeRangeQuery) -> Iterator[str]:
+    if not _is_datetime(entity, query.field):
         yield f"field '{query.field}' is not a datetime field"
-    if isinstance(query, GroupedCountQuery):
-        if not is_datetime(query.time_field):
-            yield f"time_field '{query.time_field}' is not a datetime field"
-        if query.group_by not in fields or fields[query.group_by].type not in {"enum", "string", "boolean"}:
-            yield f"group_by '{query.group_by}' is not an enum, string or boolean field"
-        elif query.ratio is not None:
-            values = fields[query.group_by].values
-            if values is not None and query.ratio.value not in values:
-                yield f"ratio value {query.ratio.value!r} is not one of {list(values)}"
-    if isinstance(query, BulkUpdateQuery):
-        if query.field not in fields or fields[query.field].type in {"json", "list"}:
-            yield f"field '{query.field}' is not a scalar field of '{entity.name}'"
-        elif fields[query.field].immutable:
-            yield f"field '{query.field}' is immutable"
-        if query.max_items < 1:
-            yield "max_items must be at least 1"
+
+
+def _grouped_count_problems(entity: EntitySpec, query: GroupedCountQuery) -> Iterator[str]:
+    if not _is_datetime(entity, query.time_field):
+        yield f"time_field '{query.time_field}' is not a datetime field"
+    group = entity.fields.get(query.group_by)
+    if group is None or group.type not in {"enum", "string", "boolean"}:
+        yield f"group_by '{query.group_by}' is not an enum, string or boolean field"
+    elif query.ratio is not None and group.values is not None and query.ratio.value not in group.values:
+        yield f"ratio value {query.ratio.value!r} is not one of {list(group.values)}"
+
+
+def _bulk_update_problems(entity: EntitySpec, query: BulkUpdateQuery) -> Iterator[str]:
+    field = entity.fields.get(query.field)
+    if field is None or field.type in {"json", "list"}:
+        yield f"field '{query.field}' is not a scalar field of '{entity.name}'"
+    elif field.immutable:
+        yield f"field '{query.field}' is immutable"
+    if query.max_items < 1:
+        yield "max_items must be at least 1"
+
+
+_QUERY_CHECKS: Final[dict[type, Callable[[EntitySpec, Any], Iterator[str]]]] = {
+    TimeRangeQuery: _time_range_problems,
+    GroupedCountQuery: _grouped_count_problems,
+    BulkUpdateQuery: _bulk_update_problems,
+}

@@ -38,7 +38,7 @@ class _Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """Base: immutable, keyword-only, and strict about unknown keys so typos fail loudly."""
 
 
-class FieldSpec(_Spec):
+class FieldSpec(_Spec, frozen=True):
     """One column of an entity, as the manifest declares it."""
 
     type: FieldType
@@ -73,14 +73,14 @@ class FieldSpec(_Spec):
         return not self.required and self.default is UNSET
 
 
-class IndexSpec(_Spec):
+class IndexSpec(_Spec, frozen=True):
     """A composite index."""
 
     fields: tuple[str, ...]
     unique: bool = False
 
 
-class RatioSpec(_Spec):
+class RatioSpec(_Spec, frozen=True):
     """A ratio reported by a grouped count: count(group == value) / total."""
 
     name: str
@@ -88,7 +88,7 @@ class RatioSpec(_Spec):
     digits: int = 4
 
 
-class TimeRangeQuery(_Spec, tag="time_range", tag_field="kind"):
+class TimeRangeQuery(_Spec, frozen=True, tag="time_range", tag_field="kind"):
     """Rows of one scope whose ``field`` lies in [start, end], both inclusive, ascending, as a plain array."""
 
     field: str
@@ -99,7 +99,7 @@ class TimeRangeQuery(_Spec, tag="time_range", tag_field="kind"):
     description: str | None = None
 
 
-class GroupedCountQuery(_Spec, tag="grouped_count", tag_field="kind"):
+class GroupedCountQuery(_Spec, frozen=True, tag="grouped_count", tag_field="kind"):
     """Counts of one scope's rows per ``group_by`` value, for rows whose ``time_field`` lies in [start, end]."""
 
     group_by: str
@@ -114,7 +114,7 @@ class GroupedCountQuery(_Spec, tag="grouped_count", tag_field="kind"):
     description: str | None = None
 
 
-class BulkUpdateQuery(_Spec, tag="bulk_update", tag_field="kind"):
+class BulkUpdateQuery(_Spec, frozen=True, tag="bulk_update", tag_field="kind"):
     """Set one field to one value on every listed id, in one statement; unknown ids are ignored."""
 
     field: str
@@ -129,7 +129,7 @@ class BulkUpdateQuery(_Spec, tag="bulk_update", tag_field="kind"):
 QuerySpec: TypeAlias = TimeRangeQuery | GroupedCountQuery | BulkUpdateQuery
 
 
-class EntitySpec(_Spec):
+class EntitySpec(_Spec, frozen=True):
     """One resource: its table, its fields and what the API offers on it."""
 
     fields: dict[str, FieldSpec]
@@ -154,7 +154,7 @@ class EntitySpec(_Spec):
         return ("id", *self.fields, *self.timestamps)
 
 
-class Manifest(_Spec):
+class Manifest(_Spec, frozen=True):
     """The whole manifest: entities in declaration order."""
 
     entities: tuple[EntitySpec, ...]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.sql import Delete, Select, Update
+from sqlalchemy.sql import Select, Update
 
 from flux_dao.manifest.checks import parse_order
 from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
@@ -31,7 +31,7 @@ class ResourceStatements:
         pk = table.c.id
         self.get: Select[Any] = sa.select(*self.columns).where(pk == sa.bindparam("row_id"))
         self.insert = sa.insert(table).returning(*self.columns)
-        self.delete: Delete = sa.delete(table).where(pk == sa.bindparam("row_id")).returning(pk)
+        self.delete: Any = sa.delete(table).where(pk == sa.bindparam("row_id")).returning(pk)
         self.order_by = self._order_by()
         self._lists: dict[tuple[str, ...], Select[Any]] = {}
         self._counts: dict[tuple[str, ...], Select[Any]] = {}
@@ -74,7 +74,7 @@ class ResourceStatements:
         return stmt
 
     def count(self, filter_fields: tuple[str, ...]) -> Select[Any]:
-        """``SELECT count(*) ... WHERE field = :f_field ...``: the filtered total, run only when asked for."""
+        """The filtered total, run only when a list needs it."""
         stmt = self._counts.get(filter_fields)
         if stmt is None:
             stmt = sa.select(sa.func.count()).select_from(self.table).where(*self._where(filter_fields))

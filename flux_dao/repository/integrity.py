@@ -42,8 +42,12 @@ class Violation(enum.StrEnum):
     OTHER = "other"
 
 
-_PG_CODES = {"23505": Violation.UNIQUE, "23503": Violation.FOREIGN_KEY, "23502": Violation.NOT_NULL,
-             "23514": Violation.CHECK}
+_PG_CODES = {
+    "23505": Violation.UNIQUE,
+    "23503": Violation.FOREIGN_KEY,
+    "23502": Violation.NOT_NULL,
+    "23514": Violation.CHECK,
+}
 _PG_UNAVAILABLE_PREFIXES = ("08", "53", "57", "40")  # connection, resources, operator intervention, tx rollback
 _SQLITE_NAMES = {
     "SQLITE_CONSTRAINT_UNIQUE": Violation.UNIQUE,
@@ -132,9 +136,7 @@ async def diagnose_delete(
     singular = entities[root].singular
     if not found:
         return ConflictError(f"{singular} {row_id} cannot be deleted: other rows still reference it.")
-    parts = [
-        f"{d.count} {d.resource} row(s)" + (f" (through {' -> '.join(d.via)})" if d.via else "") for d in found
-    ]
+    parts = [f"{d.count} {d.resource} row(s)" + (f" (through {' -> '.join(d.via)})" if d.via else "") for d in found]
     detail = f"{singular} {row_id} cannot be deleted: it is still referenced by {', '.join(parts)}."
     dependents = [{"resource": d.resource, "count": d.count, "via": list(d.via)} for d in found]
     return RestrictedDeleteError(detail, dependents=dependents)

@@ -154,7 +154,7 @@ class ResourceRepository:
 
         async def run(conn: AsyncConnection) -> int:
             result = await conn.execute(self.statements.bulk_update(plan.query, query), params)
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return int(result.rowcount)
 
         return await self._writing(run, {query.field: plan.value}, None)
 
@@ -210,7 +210,8 @@ class ResourceRepository:
             return _unavailable(exc)
         if violation is Violation.DATA:
             reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-            return InvalidInputError([FieldError(self.entity.singular or self.name, f"rejected by the database: {reason}")])
+            field = self.entity.singular or self.name
+            return InvalidInputError([FieldError(field, f"rejected by the database: {reason}")])
         return exc
 
 

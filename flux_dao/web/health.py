@@ -58,7 +58,5 @@ async def _not_ready_reason(db: Database, expected_heads: frozenset[str] | None)
     if current != expected_heads:
         found = ", ".join(sorted(current)) or "none"
         wanted = ", ".join(sorted(expected_heads))
-        return f"The database schema is at revision {found}, not at the migration head {wanted}; run `flux-dao migrate`."
+        return f"Schema at revision {found}, not at the migration head {wanted}: run `flux-dao migrate`."
     return None
-
-

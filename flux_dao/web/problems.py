@@ -171,9 +171,7 @@ _HTTP_SLUGS: Final = {401: "unauthorized", 404: "not-found", 405: "method-not-al
 
 def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code == 400:  # Litestar's "JSON is malformed" and friends: the body could not be decoded
-        return problem_response(
-            "validation-error", exc.detail, errors=[{"field": "body", "message": exc.detail}]
-        )
+        return problem_response("validation-error", exc.detail, errors=[{"field": "body", "message": exc.detail}])
     slug = _HTTP_SLUGS.get(exc.status_code, "http-error")
     return problem_response(slug, exc.detail, status=exc.status_code, headers=exc.headers)
 
@@ -192,5 +190,3 @@ def exception_handlers() -> ExceptionHandlersMap:
         HTTPException: _http_handler,
         Exception: _internal_handler,
     }
-
-

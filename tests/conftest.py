@@ -1,0 +1,118 @@
+"""Shared fixtures: one migrated database per backend (SQLite file and a fresh PostgreSQL database), one app per
+backend, and a ``client`` that wipes every table after each test.
+
+PostgreSQL is required: when 127.0.0.1:5432 does not answer, every postgres test fails (never skips), so CI cannot
+pass without it. ``-m sqlite`` / ``-m postgres`` select one backend.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from litestar.testing import TestClient
+
+from flux_dao.config import DatabaseSettings, Settings
+from flux_dao.migrations import upgrade
+from flux_dao.web.app import create_app
+from flux_dao.web.plugin import FluxDaoPlugin
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "resources.yaml"
+PG_DSN = os.environ.get("FLUX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+API_KEY = "test-key-0123456789"
+KEY_HEADER = "X-Flux-Service-Key"
+
+BACKENDS = [pytest.param("sqlite", marks=pytest.mark.sqlite), pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _pg_admin(sql: str) -> None:
+    async def run() -> None:
+        try:
+            conn = await asyncpg.connect(PG_DSN, timeout=5)
+        except (OSError, asyncpg.PostgresError) as exc:
+            pytest.fail(f"PostgreSQL at {PG_DSN} is required for the postgres tests and is not reachable: {exc!r}")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session, dropped at the end."""
+    name = f"flux_dao_test_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    yield f"{base}/{name}"
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, empty database of ``backend``."""
+    if backend == "postgres":
+        return str(request.getfixturevalue("pg_database"))
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'flux_dao.db'}"
+
+
+def make_settings(url: str, **overrides: object) -> Settings:
+    return replace(
+        Settings(database=DatabaseSettings(url=url), manifest_path=MANIFEST, api_keys=(API_KEY,)),
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def settings(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of a database migrated to head with the project's own migrations."""
+    result = make_settings(database_url(backend, request, tmp_path_factory))
+    upgrade(result)
+    return result
+
+
+@pytest.fixture(scope="session")
+def session_client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        client.headers[KEY_HEADER] = API_KEY
+        yield client
+
+
+def wipe(client: TestClient) -> None:  # type: ignore[type-arg]
+    """Delete every row, children first, through the app's own engine."""
+    plugin = client.app.plugins.get(FluxDaoPlugin)
+    tables = [r.table for r in plugin.resources.items]
+
+    async def run() -> None:
+        async with plugin.db.engine.begin() as conn:
+            if plugin.db.is_postgres:
+                names = ", ".join(t.name for t in tables)
+                await conn.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+            else:
+                for table in reversed(tables):
+                    await conn.execute(table.delete())
+
+    assert client.blocking_portal is not None
+    client.blocking_portal.call(run)
+
+
+@pytest.fixture
+def client(session_client: TestClient) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    """The backend's app, authenticated with a valid service key; every table is emptied after the test."""
+    session_client.headers[KEY_HEADER] = API_KEY
+    try:
+        yield session_client
+    finally:
+        session_client.headers[KEY_HEADER] = API_KEY
+        wipe(session_client)
