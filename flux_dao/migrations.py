@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
+from advanced_alchemy.types import GUID
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -24,6 +25,7 @@ from flux_dao.config import Settings
 __all__ = (
     "ADVISORY_LOCK_KEY",
     "alembic_config",
+    "compare_type",
     "init_migrations",
     "make_migration",
     "migration_heads",
@@ -52,6 +54,7 @@ from collections.abc import Sequence
 
 import advanced_alchemy.types
 import sqlalchemy as sa
+from advanced_alchemy.types import GUID
 from alembic import op
 from sqlalchemy import Text
 ${imports if imports else ""}
@@ -68,6 +71,15 @@ def upgrade() -> None:
 def downgrade() -> None:
     ${downgrades if downgrades else "pass"}
 '''
+
+
+def compare_type(
+    context: MigrationContext, _inspected: Any, _column: Any, _inspected_type: Any, metadata_type: Any
+) -> bool | None:
+    """Alembic's type comparison, minus one false positive: SQLite reflects a GUID's BINARY(16) as NUMERIC(16)."""
+    if context.dialect.name == "sqlite" and isinstance(metadata_type, GUID):
+        return False
+    return None  # alembic's default comparison
 
 
 def init_migrations(folder: Path) -> None:
@@ -129,7 +141,7 @@ def schema_diff(settings: Settings) -> list[Any]:
     metadata = build_resources(load_manifest(settings.manifest_path)).metadata
 
     def compare(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": compare_type})
         return list(compare_metadata(context, metadata))
 
     async def run() -> list[Any]:
@@ -164,7 +176,7 @@ def run_env() -> None:
             context.configure(
                 connection=connection,
                 target_metadata=metadata,
-                compare_type=True,
+                compare_type=compare_type,
                 render_as_batch=connection.dialect.name == "sqlite",
                 process_revision_directives=directives,
             )

@@ -39,6 +39,8 @@ class Violation(enum.StrEnum):
     CHECK = "check"
     DATA = "data"
     UNAVAILABLE = "unavailable"
+    SCHEMA = "schema"
+    """The table or column is missing: the database is not migrated to this manifest."""
     OTHER = "other"
 
 
@@ -70,6 +72,8 @@ def classify(exc: DBAPIError) -> Violation:
     if isinstance(code, str):
         if code in _PG_CODES:
             return _PG_CODES[code]
+        if code in {"42P01", "42703"}:  # undefined table / column
+            return Violation.SCHEMA
         if code.startswith("22"):
             return Violation.DATA
         if code.startswith(_PG_UNAVAILABLE_PREFIXES):
@@ -79,6 +83,8 @@ def classify(exc: DBAPIError) -> Violation:
     if isinstance(name, str):
         if name.startswith("SQLITE_CONSTRAINT") and "FOREIGN KEY" in str(orig):  # RESTRICT reports ..._TRIGGER
             return Violation.FOREIGN_KEY
+        if name == "SQLITE_ERROR" and str(orig).startswith(("no such table", "no such column")):
+            return Violation.SCHEMA
         return _SQLITE_NAMES.get(name, Violation.OTHER)
     if exc.connection_invalidated:
         return Violation.UNAVAILABLE

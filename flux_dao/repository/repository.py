@@ -208,6 +208,10 @@ class ResourceRepository:
         violation = classify(exc)
         if violation is Violation.UNAVAILABLE:
             return _unavailable(exc)
+        if violation is Violation.SCHEMA:
+            return DatabaseUnavailableError(
+                "The database schema does not match this service (not migrated?): run `flux-dao migrate`."
+            )
         if violation is Violation.DATA:
             reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
             field = self.entity.singular or self.name

@@ -107,6 +107,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 _MSGSPEC_LOCATION: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
 _MISSING_FIELD: Final = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+_MISSING_PARAMETER: Final = re.compile(r"^Missing required (?P<kind>\w+) parameter '(?P<field>[^']+)'")
 
 
 def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[ProblemField]:
@@ -133,7 +134,12 @@ def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> 
             message = "required field missing"
         found.append(ProblemField(field=field or "body", message=message))
     if not found:
-        found.append(ProblemField(field="body", message=exc.detail or "invalid request"))
+        missing_parameter = _MISSING_PARAMETER.match(exc.detail or "")
+        if missing_parameter:
+            message = f"required {missing_parameter['kind']} parameter missing"
+            found.append(ProblemField(field=missing_parameter["field"], message=message))
+        else:
+            found.append(ProblemField(field="body", message=exc.detail or "invalid request"))
     return found
 
 

@@ -1,0 +1,229 @@
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from flux_dao.errors import ManifestError
+from flux_dao.generator import build_resources
+from flux_dao.manifest import load_manifest, parse_manifest
+from flux_dao.repository.compiler import ResourceStatements
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "m.yaml"
+
+OWNERS = """\
+version: 1
+resources:
+  owners:
+    fields:
+      name: {type: string, required: true}
+"""
+
+
+def manifest_with(resource: str) -> str:
+    return OWNERS + resource
+
+
+def manifest_error(text: str) -> str:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, source=SOURCE)
+    return str(info.value)
+
+
+def assert_names(message: str, resource: str, field: str) -> None:
+    assert SOURCE in message, message
+    assert resource in message, message
+    assert field in message, message
+
+
+def test_valid_manifest_parses() -> None:
+    manifest = parse_manifest(
+        manifest_with("""\
+  notes:
+    fields:
+      owner_id: {type: uuid, references: owners, on_delete: cascade, required: true, filter: true}
+      kind: {type: enum, values: [a, b], default: a}
+"""),
+        source=SOURCE,
+    )
+    assert [e.name for e in manifest.entities] == ["owners", "notes"]
+
+
+def test_unknown_type_names_file_resource_and_field() -> None:
+    message = manifest_error(manifest_with("  notes:\n    fields:\n      body: {type: text}\n"))
+    assert_names(message, "notes", "body")
+
+
+def test_enum_without_values_names_file_resource_and_field() -> None:
+    message = manifest_error(manifest_with("  notes:\n    fields:\n      kind: {type: enum}\n"))
+    assert_names(message, "notes", "kind")
+
+
+def test_enum_with_empty_values_names_file_resource_and_field() -> None:
+    message = manifest_error(manifest_with("  notes:\n    fields:\n      kind: {type: enum, values: []}\n"))
+    assert_names(message, "notes", "kind")
+
+
+def test_enum_default_outside_values_names_file_resource_and_field() -> None:
+    message = manifest_error(
+        manifest_with("  notes:\n    fields:\n      kind: {type: enum, values: [a, b], default: c}\n")
+    )
+    assert_names(message, "notes", "kind")
+    assert "'c'" in message
+
+
+def test_reference_to_missing_entity_names_file_resource_and_field() -> None:
+    message = manifest_error(
+        manifest_with("  notes:\n    fields:\n      folder_id: {type: uuid, references: folders}\n")
+    )
+    assert_names(message, "notes", "folder_id")
+    assert "folders" in message
+
+
+def test_required_with_default_names_file_resource_and_field() -> None:
+    message = manifest_error(
+        manifest_with("  notes:\n    fields:\n      pinned: {type: boolean, required: true, default: false}\n")
+    )
+    assert_names(message, "notes", "pinned")
+
+
+def test_unknown_key_in_field_names_file_resource_field_and_key() -> None:
+    message = manifest_error(manifest_with("  notes:\n    fields:\n      body: {type: string, maxlength: 10}\n"))
+    assert_names(message, "notes", "body")
+    assert "maxlength" in message
+
+
+def test_unknown_key_in_resource_names_file_resource_and_key() -> None:
+    message = manifest_error(
+        manifest_with("  notes:\n    fields:\n      body: {type: string}\n    ordering: [created_at desc]\n")
+    )
+    assert_names(message, "notes", "ordering")
+
+
+def test_set_null_on_required_field_names_file_resource_and_field() -> None:
+    message = manifest_error(
+        manifest_with(
+            "  notes:\n    fields:\n"
+            "      owner_id: {type: uuid, references: owners, on_delete: set null, required: true}\n"
+        )
+    )
+    assert_names(message, "notes", "owner_id")
+
+
+def test_two_resources_generating_one_class_name_are_rejected() -> None:
+    message = manifest_error(
+        manifest_with(
+            "  thing:\n    fields:\n      label: {type: string}\n  things:\n    fields:\n      label: {type: string}\n"
+        )
+    )
+    assert SOURCE in message
+    assert "'thing'" in message
+    assert "'things'" in message
+
+
+def test_filter_on_json_field_names_file_resource_and_field() -> None:
+    message = manifest_error(manifest_with("  notes:\n    fields:\n      extra: {type: json, filter: true}\n"))
+    assert_names(message, "notes", "extra")
+
+
+def test_order_by_unknown_field_names_file_resource_and_field() -> None:
+    message = manifest_error(
+        manifest_with("  notes:\n    fields:\n      body: {type: string}\n    order_by: [posted_at desc]\n")
+    )
+    assert_names(message, "notes", "posted_at")
+
+
+def test_bulk_update_on_immutable_field_names_file_resource_and_field() -> None:
+    message = manifest_error(
+        manifest_with(
+            "  notes:\n    fields:\n"
+            "      state: {type: enum, values: [open, shut], default: open, immutable: true}\n"
+            "    queries:\n"
+            "      bulk-close:\n"
+            "        kind: bulk_update\n"
+            "        field: state\n"
+        )
+    )
+    assert_names(message, "notes", "state")
+    assert "bulk-close" in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = manifest_error(
+        manifest_with(
+            "  notes:\n    fields:\n"
+            "      kind: {type: enum, values: [a], default: z}\n"
+            "      folder_id: {type: uuid, references: folders}\n"
+        )
+    )
+    assert "kind" in message
+    assert "folder_id" in message
+
+
+def test_project_manifest_loads_with_six_entities() -> None:
+    manifest = load_manifest(ROOT / "resources.yaml")
+    assert [e.name for e in manifest.entities] == [
+        "users",
+        "goals",
+        "tasks",
+        "conversations",
+        "patterns",
+        "notification_log",
+    ]
+
+
+def test_load_manifest_of_missing_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    with pytest.raises(ManifestError, match=r"nowhere\.yaml"):
+        load_manifest(missing)
+
+
+# --- statement compiler ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def statements() -> dict[str, ResourceStatements]:
+    resources = build_resources(load_manifest(ROOT / "resources.yaml"))
+    return {r.entity.name: ResourceStatements(r.entity, r.table) for r in resources.items}
+
+
+def postgres_sql(stmt: sa.ClauseElement) -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return " ".join(str(stmt.compile(dialect=dialect)).split())
+
+
+def test_task_list_filters_orders_and_pages(statements: dict[str, ResourceStatements]) -> None:
+    sql = postgres_sql(statements["tasks"].list(("user_id",)))
+    assert "WHERE tasks.user_id = %(f_user_id)s" in sql
+    assert "ORDER BY tasks.created_at DESC, tasks.id DESC" in sql
+    assert "LIMIT %(limit)s" in sql
+    assert "OFFSET %(offset)s" in sql
+    assert sql.index("WHERE") < sql.index("ORDER BY") < sql.index("LIMIT")
+
+
+def test_task_list_selects_every_read_column(statements: dict[str, ResourceStatements]) -> None:
+    sql = postgres_sql(statements["tasks"].list(()))
+    select = sql.split(" FROM ")[0]
+    for column in ("tasks.id", "tasks.user_id", "tasks.status", "tasks.shared_with_goal_ids", "tasks.created_at"):
+        assert column in select
+    assert "WHERE" not in sql
+
+
+def test_notification_log_list_orders_nulls_last(statements: dict[str, ResourceStatements]) -> None:
+    sql = postgres_sql(statements["notification_log"].list(()))
+    assert "ORDER BY notification_log.sent_at DESC NULLS LAST, notification_log.id DESC" in sql
+
+
+def test_patterns_list_orders_by_updated_at(statements: dict[str, ResourceStatements]) -> None:
+    sql = postgres_sql(statements["patterns"].list(()))
+    assert "ORDER BY patterns.updated_at DESC, patterns.id DESC" in sql
+
+
+def test_count_uses_the_same_filter_without_paging(statements: dict[str, ResourceStatements]) -> None:
+    sql = postgres_sql(statements["tasks"].count(("user_id", "status")))
+    assert "count(*)" in sql
+    assert "tasks.user_id = %(f_user_id)s" in sql
+    assert "tasks.status = %(f_status)s" in sql
+    assert "LIMIT" not in sql
+    assert "ORDER BY" not in sql
