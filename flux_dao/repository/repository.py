@@ -142,7 +142,7 @@ class ResourceRepository:
         async def run(conn: AsyncConnection) -> Any:
             return (await conn.execute(self.statements.delete, {"row_id": row_id})).first()
 
-        if await self._writing(run, {}, row_id) is None:
+        if await self._writing(run, {}, row_id, deleting=True) is None:
             raise self._not_found(row_id)
 
     async def bulk_update(self, plan: BulkUpdatePlan) -> int:
@@ -185,22 +185,30 @@ class ResourceRepository:
         except (OSError, PoolTimeoutError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
 
-    async def _writing(self, run: Callable[[AsyncConnection], Awaitable[T]], values: Row, row_id: UUID | None) -> T:
+    async def _writing(
+        self,
+        run: Callable[[AsyncConnection], Awaitable[T]],
+        values: Row,
+        row_id: UUID | None,
+        *,
+        deleting: bool = False,
+    ) -> T:
+        """Run ``run`` in a transaction; constraint failures are diagnosed into errors naming their cause."""
         try:
             async with self.db.engine.begin() as conn:
                 return await run(conn)
         except DBAPIError as exc:
             violation = classify(exc)
             if violation in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
-                raise await self._diagnose(violation, values, row_id) from exc
+                raise await self._diagnose(violation, values, row_id, deleting=deleting) from exc
             raise self._translate_plain(exc) from exc
         except (OSError, PoolTimeoutError, TimeoutError) as exc:
             raise _unavailable(exc) from exc
 
-    async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None) -> Exception:
+    async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None, *, deleting: bool) -> Exception:
         catalog = self.catalog
         async with self.db.read_engine.connect() as conn:
-            if violation is Violation.FOREIGN_KEY and not values and row_id is not None:
+            if deleting and row_id is not None:
                 return await diagnose_delete(conn, catalog.tables, catalog.entities, self.name, row_id)
             return await diagnose_write(conn, violation, catalog.tables, catalog.entities, self.name, values, row_id)
 

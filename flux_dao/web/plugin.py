@@ -1,7 +1,5 @@
 """``FluxDaoPlugin``: the one place generated routers, the guard, the probes and the error handlers enter the app."""
 
-import logging
-
 from litestar import Router
 from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
@@ -17,8 +15,6 @@ from flux_dao.web.openapi import SECURITY_SCHEME
 from flux_dao.web.problems import exception_handlers
 
 __all__ = ("FluxDaoPlugin",)
-
-logger = logging.getLogger(__name__)
 
 
 class FluxDaoPlugin(InitPlugin):
