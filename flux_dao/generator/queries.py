@@ -13,11 +13,12 @@ from uuid import UUID
 import msgspec
 from litestar import get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 
 from flux_dao.generator.names import GENERATED_MODULE, query_operation_id, query_struct_name
 from flux_dao.generator.resources import Resource
-from flux_dao.generator.signatures import keyword, set_signature
+from flux_dao.generator.signatures import query as query_parameter
+from flux_dao.generator.signatures import query_arg, set_signature
 from flux_dao.generator.typemap import annotated_type, lookup
 from flux_dao.manifest.spec import BulkUpdateQuery, GroupedCountQuery, QuerySpec, TimeRangeQuery
 from flux_dao.repository import BulkUpdatePlan, GroupedCountPlan, ResourceRepository, TimeRangePlan
@@ -40,9 +41,13 @@ def _scope_parameters(resource: Resource, query: TimeRangeQuery | GroupedCountQu
     for name in query.scope:
         spec = resource.entity.fields[name]
         python_type = lookup(spec).python_type(spec, resource.schemas.enums.get(name))
-        params.append(_required(name, python_type, f"Only rows whose `{name}` equals this value."))
-    params.append(_required(query.start, datetime, "Start of the window, inclusive (ISO 8601; naive means UTC)."))
-    params.append(_required(query.end, datetime, "End of the window, inclusive (ISO 8601; naive means UTC)."))
+        params.append(query_parameter(name, python_type, description=f"Only rows whose `{name}` equals this."))
+    params.append(
+        query_parameter(query.start, datetime, description="Start of the window, inclusive (ISO 8601; naive = UTC).")
+    )
+    params.append(
+        query_parameter(query.end, datetime, description="End of the window, inclusive (ISO 8601; naive = UTC).")
+    )
     return params
 
 
@@ -51,10 +56,10 @@ def _time_range(resource: Resource, repo: ResourceRepository, name: str, query: 
     returns = list[read]  # type: ignore[valid-type]
 
     async def handler(**params: Any) -> Any:
-        start, end = as_utc(params[query.start]), as_utc(params[query.end])
+        start, end = as_utc(params[query_arg(query.start)]), as_utc(params[query_arg(query.end)])
         if start > end:
             return []
-        scope = tuple((field, params[field]) for field in query.scope)
+        scope = tuple((field, params[query_arg(field)]) for field in query.scope)
         return await repo.time_range(TimeRangePlan(query=name, scope=scope, start=start, end=end))
 
     set_signature(handler, _scope_parameters(resource, query), returns)
@@ -83,11 +88,11 @@ def _grouped_count(
     ratio = query.ratio
 
     async def handler(**params: Any) -> Any:
-        scope = tuple((field, params[field]) for field in query.scope)
-        start, end = as_utc(params[query.start]), as_utc(params[query.end])
+        scope = tuple((field, params[query_arg(field)]) for field in query.scope)
+        start, end = as_utc(params[query_arg(query.start)]), as_utc(params[query_arg(query.end)])
         counts = await repo.grouped_count(GroupedCountPlan(query=name, scope=scope, start=start, end=end))
         total = sum(counts.values())
-        values: dict[str, Any] = {f: params[f] for f in query.scope} | {query.total: total, query.counts: counts}
+        values: dict[str, Any] = dict(scope) | {query.total: total, query.counts: counts}
         if ratio is not None:
             values[ratio.name] = round(counts.get(ratio.value, 0) / total, ratio.digits) if total else 0.0
         return result(**values)
@@ -146,7 +151,3 @@ _BUILDERS: Final[dict[type[QuerySpec], Builder]] = {
     GroupedCountQuery: _grouped_count,
     BulkUpdateQuery: _bulk_update,
 }
-
-
-def _required(name: str, python_type: Any, description: str) -> Any:
-    return keyword(name, Annotated[python_type, QueryParameter(description=description, required=True)])

@@ -13,13 +13,13 @@ from uuid import UUID
 import msgspec
 from litestar import Response, Router, delete, get, patch, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter
 from msgspec import UNSET
 
 from flux_dao.generator.names import operation_id
 from flux_dao.generator.queries import query_handlers
 from flux_dao.generator.resources import Resource
-from flux_dao.generator.signatures import keyword, set_signature
+from flux_dao.generator.signatures import keyword, query, query_arg, set_signature
 from flux_dao.generator.typemap import lookup
 from flux_dao.repository import ListPlan, ResourceRepository
 from flux_dao.web.openapi import FluxOperation
@@ -29,6 +29,9 @@ __all__ = ("DEFAULT_LIMIT", "MAX_LIMIT", "build_router")
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 500
+SKIP: Final = query_arg("skip")
+LIMIT: Final = query_arg("limit")
+COUNT: Final = query_arg("count")
 
 
 def _id_parameter(resource: Resource) -> tuple[str, inspect.Parameter]:
@@ -58,35 +61,37 @@ def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPR
     entity = resource.entity
     page_type = resource.schemas.page
     filter_fields = tuple(name for name, spec in entity.fields.items() if spec.filter)
+    filter_args = tuple((name, query_arg(name)) for name in filter_fields)
 
     async def list_rows(**params: Any) -> Any:
-        skip: int = params["skip"]
-        limit: int = params["limit"]
-        filters = tuple((name, params[name]) for name in filter_fields if params[name] is not None)
-        items, total = await repo.list_page(ListPlan(filters=filters, offset=skip, limit=limit, count=True))
-        total = total or 0
+        skip: int = params[SKIP]
+        limit: int = params[LIMIT]
+        filters = tuple((name, value) for name, arg in filter_args if (value := params[arg]) is not None)
+        result = await repo.list_page(ListPlan(filters=filters, offset=skip, limit=limit, count=params[COUNT]))
         return page_type(
-            items=items,
-            total=total,
+            items=result.items,
+            total=result.total,
             page=skip // limit + 1,
             page_size=limit,
-            has_next=skip + limit < total,
+            has_next=result.has_more,
             has_prev=skip > 0,
         )
 
     parameters = [
-        keyword("skip", Annotated[int, QueryParameter(ge=0, description="Rows to skip.")], 0),
-        keyword(
-            "limit",
-            Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"Page size (1..{MAX_LIMIT}).")],
-            DEFAULT_LIMIT,
+        query("skip", int, 0, ge=0, description="Rows to skip."),
+        query("limit", int, DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (1..{MAX_LIMIT})."),
+        query(
+            "count",
+            bool,
+            True,
+            description="Count the matching rows into `total`; `false` skips the COUNT query and answers "
+            "`total: null` (faster on large results).",
         ),
     ]
     for name in filter_fields:
         spec = entity.fields[name]
         python_type = lookup(spec).python_type(spec, resource.schemas.enums.get(name))
-        description = f"Only rows whose `{name}` equals this value."
-        parameters.append(keyword(name, Annotated[python_type | None, QueryParameter(description=description)], None))
+        parameters.append(query(name, python_type | None, None, description=f"Only rows whose `{name}` equals this."))
     set_signature(list_rows, parameters, page_type)
     return get(
         ["/", ""],

@@ -49,7 +49,7 @@ def build_schemas(entity: EntitySpec) -> EntitySchemas:
         f"{base}Page",
         [
             ("items", list[read]),  # type: ignore[valid-type]
-            ("total", int),
+            ("total", int | None),
             ("page", int),
             ("page_size", int),
             ("has_next", bool),

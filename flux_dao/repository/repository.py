@@ -27,7 +27,7 @@ from flux_dao.repository.integrity import Violation, classify, diagnose_delete, 
 from flux_dao.repository.plans import BulkUpdatePlan, GroupedCountPlan, ListPlan, TimeRangePlan
 from flux_dao.types import Row, StructType
 
-__all__ = ("Catalog", "ResourceRepository", "as_utc")
+__all__ = ("Catalog", "ListResult", "ResourceRepository", "as_utc")
 
 T = TypeVar("T")
 
@@ -35,6 +35,15 @@ T = TypeVar("T")
 def as_utc(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC (as the earlier service's UTC session did); aware ones are converted."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """A page of rows, the filtered total (None when not counted) and whether rows follow the page."""
+
+    items: list[msgspec.Struct]
+    total: int | None
+    has_more: bool
 
 
 @dataclass(frozen=True)
@@ -68,25 +77,28 @@ class ResourceRepository:
             raise self._not_found(row_id)
         return self.read(*row)
 
-    async def list_page(self, plan: ListPlan) -> tuple[list[msgspec.Struct], int | None]:
+    async def list_page(self, plan: ListPlan) -> "ListResult":
         """One page of rows and, if the plan asks, the filtered total.
 
         The COUNT is skipped when the page itself proves the total: a short page that is not empty (or the first
-        page) ends the result, so ``total = offset + len(items)``.
+        page) ends the result, so ``total = offset + len(items)``. Without a count, one extra row is read to tell
+        whether another page follows.
         """
         params: dict[str, Any] = {"f_" + name: value for name, value in plan.filters}
         read = self.read
+        limit = plan.limit if plan.count else plan.limit + 1
         async with self._reading() as conn:
             rows = await conn.execute(
-                self.statements.list(plan.filter_fields), {**params, "limit": plan.limit, "offset": plan.offset}
+                self.statements.list(plan.filter_fields), {**params, "limit": limit, "offset": plan.offset}
             )
             items = [read(*row) for row in rows]
             if not plan.count:
-                return items, None
+                return ListResult(items[: plan.limit], None, len(items) > plan.limit)
             if len(items) < plan.limit and (items or plan.offset == 0):
-                return items, plan.offset + len(items)
-            total = (await conn.execute(self.statements.count(plan.filter_fields), params)).scalar_one()
-        return items, total
+                total = plan.offset + len(items)
+            else:
+                total = (await conn.execute(self.statements.count(plan.filter_fields), params)).scalar_one()
+        return ListResult(items, total, plan.offset + plan.limit < total)
 
     async def time_range(self, plan: TimeRangePlan) -> list[msgspec.Struct]:
         """Rows of a time-range query, ascending."""

@@ -26,6 +26,7 @@ from flux_dao.errors import (
     RepositoryError,
     RestrictedDeleteError,
 )
+from flux_dao.generator.signatures import QUERY_ARG_PREFIX
 
 __all__ = (
     "PROBLEM_MEDIA_TYPE",
@@ -121,7 +122,7 @@ def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> 
         match = _MSGSPEC_LOCATION.match(raw_message)
         message = match["message"] if match else raw_message
         path = (match["path"] or "").lstrip(".") if match else ""
-        field = path or str(item.get("key") or "")
+        field = path or _public_name(str(item.get("key") or ""), item.get("source"))
         unknown = _UNKNOWN_FIELD.match(message)
         missing = _MISSING_FIELD.match(message)
         if unknown:
@@ -141,6 +142,13 @@ def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> 
         else:
             found.append(ProblemField(field="body", message=exc.detail or "invalid request"))
     return found
+
+
+def _public_name(key: str, source: object) -> str:
+    """Query parameters reach handlers under a prefixed keyword; clients know them by their own name."""
+    if source == "query" and key.startswith(QUERY_ARG_PREFIX):
+        return key.removeprefix(QUERY_ARG_PREFIX)
+    return key
 
 
 def _validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -342,3 +342,30 @@ def test_pages_never_overlap_when_every_row_has_the_same_sort_key(client, sent_a
     seen = walk(client, "notification-log", limit=2)
     assert len(seen) == len(set(seen)) == 7
     assert set(seen) == created
+
+
+def test_count_false_skips_the_total_and_still_says_whether_more_rows_follow(client):
+    make_tasks(client, 5)
+    first = get_list(client, "tasks", limit=2, count="false")
+    assert first["total"] is None
+    assert len(first["items"]) == 2
+    assert first["has_next"] is True
+    last = get_list(client, "tasks", limit=2, skip=4, count="false")
+    assert last["total"] is None
+    assert len(last["items"]) == 1
+    assert last["has_next"] is False
+
+
+def test_count_false_returns_the_same_rows_as_a_counted_page(client):
+    make_tasks(client, 5)
+    counted = get_list(client, "tasks", limit=3, skip=1)
+    uncounted = get_list(client, "tasks", limit=3, skip=1, count="false")
+    assert ids(uncounted) == ids(counted)
+    assert counted["has_next"] == uncounted["has_next"] is True
+
+
+def test_exactly_full_last_page_without_count_has_no_next(client):
+    make_tasks(client, 4)
+    page = get_list(client, "tasks", limit=2, skip=2, count="false")
+    assert len(page["items"]) == 2
+    assert page["has_next"] is False

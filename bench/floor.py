@@ -1,0 +1,181 @@
+"""The floor: the same task endpoints hand-written on raw asyncpg, encoded with msgspec.
+
+A minimal Litestar app serving the same paths and JSON shapes as flux-dao's task routes, with the same SQL, so the
+ratio flux-dao / floor measures what the generic engine costs. No auth, no validation beyond msgspec decoding.
+Run: ``BENCH_DSN=postgresql://... uvicorn bench.floor:create_app --factory``.
+"""
+
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Litestar, Response, get, patch, post
+
+COLUMNS = (
+    "id, user_id, goal_id, title, description, status, scheduled_at, duration_minutes, trigger_type, "
+    "location_trigger, reminder_sent_at, whatsapp_sent_at, call_sent_at, completed_at, recurrence_rule, "
+    "shared_with_goal_ids, created_at"
+)
+
+
+class Task(msgspec.Struct):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    goal_id: uuid.UUID | None
+    title: str
+    description: str | None
+    status: str
+    scheduled_at: datetime | None
+    duration_minutes: int | None
+    trigger_type: str
+    location_trigger: str | None
+    reminder_sent_at: datetime | None
+    whatsapp_sent_at: datetime | None
+    call_sent_at: datetime | None
+    completed_at: datetime | None
+    recurrence_rule: str | None
+    shared_with_goal_ids: list[uuid.UUID] | None
+    created_at: datetime
+
+
+class TaskPage(msgspec.Struct):
+    items: list[Task]
+    total: int | None
+    page: int
+    page_size: int
+    has_next: bool
+    has_prev: bool
+
+
+class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: uuid.UUID
+    title: str
+    scheduled_at: datetime | None = None
+    goal_id: uuid.UUID | None = None
+    status: str = "pending"
+
+
+class TaskPatch(msgspec.Struct, forbid_unknown_fields=True):
+    status: str
+
+
+class BulkUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    task_ids: list[uuid.UUID]
+    new_status: str
+
+
+_pool: Any = None
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=lambda v: msgspec.json.encode(v).decode(), decoder=msgspec.json.decode, schema="pg_catalog"
+    )
+
+
+async def _startup() -> None:
+    global _pool
+    _pool = await asyncpg.create_pool(os.environ["BENCH_DSN"], min_size=10, max_size=10, init=_init)
+
+
+async def _shutdown() -> None:
+    await _pool.close()
+
+
+@get("/api/v1/tasks/{task_id:uuid}")
+async def get_task(task_id: uuid.UUID) -> Response[Any]:
+    row = await _pool.fetchrow(f"SELECT {COLUMNS} FROM tasks WHERE id = $1", task_id)
+    if row is None:
+        return Response({"detail": "not found"}, status_code=404)
+    return Response(Task(*row))
+
+
+@get("/api/v1/tasks")
+async def list_tasks(user_id: uuid.UUID, limit: int = 100, skip: int = 0, count: bool = True) -> TaskPage:
+    async with _pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            user_id,
+            limit,
+            skip,
+        )
+        total = await conn.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user_id) if count else None
+    items = [Task(*r) for r in rows]
+    has_next = skip + limit < total if total is not None else len(items) == limit
+    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0)
+
+
+@post("/api/v1/tasks", status_code=201)
+async def create_task(data: TaskCreate) -> Task:
+    row = await _pool.fetchrow(
+        f"INSERT INTO tasks (id, user_id, goal_id, title, status, scheduled_at, trigger_type, created_at) "
+        f"VALUES ($1, $2, $3, $4, $5, $6, 'time', $7) RETURNING {COLUMNS}",
+        uuid.uuid4(),
+        data.user_id,
+        data.goal_id,
+        data.title,
+        data.status,
+        data.scheduled_at,
+        datetime.now(UTC),
+    )
+    return Task(*row)
+
+
+@patch("/api/v1/tasks/{task_id:uuid}")
+async def update_task(task_id: uuid.UUID, data: TaskPatch) -> Response[Any]:
+    row = await _pool.fetchrow(f"UPDATE tasks SET status = $1 WHERE id = $2 RETURNING {COLUMNS}", data.status, task_id)
+    if row is None:
+        return Response({"detail": "not found"}, status_code=404)
+    return Response(Task(*row))
+
+
+@get("/api/v1/tasks/by-timerange")
+async def by_timerange(user_id: uuid.UUID, start_at: datetime, end_at: datetime) -> list[Task]:
+    rows = await _pool.fetch(
+        f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 AND scheduled_at >= $2 AND scheduled_at <= $3 "
+        "ORDER BY scheduled_at, id",
+        user_id,
+        start_at,
+        end_at,
+    )
+    return [Task(*r) for r in rows]
+
+
+@get("/api/v1/tasks/statistics")
+async def statistics(user_id: uuid.UUID, start_date: datetime, end_date: datetime) -> dict[str, Any]:
+    rows = await _pool.fetch(
+        "SELECT status, count(*) FROM tasks WHERE user_id = $1 AND created_at >= $2 AND created_at <= $3 "
+        "GROUP BY status",
+        user_id,
+        start_date,
+        end_date,
+    )
+    by_status = {r[0]: r[1] for r in rows}
+    total = sum(by_status.values())
+    rate = round(by_status.get("done", 0) / total, 4) if total else 0.0
+    return {"user_id": str(user_id), "total_tasks": total, "by_status": by_status, "completion_rate": rate}
+
+
+@post("/api/v1/tasks/bulk-update-state", status_code=200)
+async def bulk_update(data: BulkUpdate) -> dict[str, int]:
+    result = await _pool.execute(
+        "UPDATE tasks SET status = $1 WHERE id = ANY($2::uuid[])", data.new_status, sorted(set(data.task_ids))
+    )
+    return {"updated_count": int(result.split()[-1])}
+
+
+@get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app() -> Litestar:
+    return Litestar(
+        [get_task, list_tasks, create_task, update_task, by_timerange, statistics, bulk_update, health],
+        on_startup=[_startup],
+        on_shutdown=[_shutdown],
+        openapi_config=None,
+    )
