@@ -37,7 +37,7 @@ def _lua(requests: list[Request], headers: dict[str, str]) -> str:
     rows = ",\n".join(
         "{" + ", ".join([quote(m), quote(p), quote(b) if b is not None else "nil"]) + "}" for m, p, b in requests
     )
-    head = ", ".join(f"[{quote(k)}]={quote(v)}" for k, v in headers.items())
+    head = ", ".join(f"[ {quote(k)} ] = {quote(v)}" for k, v in headers.items())
     return f"""local reqs = {{
 {rows}
 }}
