@@ -1,70 +1,250 @@
-"""The database engine: one pool per worker, tuned per backend.
+"""Database access below the repository: one pool per worker, one connection interface for both backends.
 
-Reads run on an AUTOCOMMIT view of the same pool, so a single SELECT is one round trip (no BEGIN/COMMIT); writes run
-in a transaction. SQLite gets the pragmas that make it a safe embedded default: foreign keys on (off by default!),
-WAL so readers never block the writer, and a busy timeout instead of instant "database is locked" errors.
+The repository builds SQLAlchemy Core statements once and hands them here with their parameters. How they run
+depends on the backend:
+
+- **PostgreSQL**: each statement is compiled once to SQL text for asyncpg and run on a plain asyncpg pool as a
+  prepared statement, with no transaction around it. A single statement is atomic on its own, so every read and
+  every write is one round trip; values go in and come out as asyncpg's native types (JSON through msgspec), which
+  the read structs take as they are.
+- **SQLite** (the embedded default): SQLAlchemy's aiosqlite engine, reads on an AUTOCOMMIT view and writes in a
+  transaction, with the pragmas that make SQLite a safe default: foreign keys on (off by default!), WAL so readers
+  never block the writer, and a busy timeout instead of instant "database is locked" errors.
+
+Errors are left as the driver raised them; ``repository.integrity.classify`` reads both kinds.
 """
 
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
+import asyncpg
 import msgspec
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
 
-__all__ = ("Database",)
+__all__ = ("Connection", "Database")
 
 _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+_STATEMENT_CACHE_SIZE = 1024
 
 
-def _json_serializer(value: Any) -> str:
+def _json_text(value: Any) -> str:
     """Encode JSON columns with msgspec, which handles the UUIDs of ``list`` of uuid fields that ``json`` cannot."""
     return msgspec.json.encode(value).decode()
 
 
+class Connection(Protocol):
+    """What the repository needs from a connection: run a Core statement with named parameters."""
+
+    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """Every row."""
+        ...
+
+    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row, or None."""
+        ...
+
+    async def scalar(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row."""
+        ...
+
+    async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        """Run a DML statement; how many rows it matched."""
+        ...
+
+
+class _Compiled:
+    """A statement compiled once for asyncpg: SQL text and the order of its ``$n`` parameters."""
+
+    __slots__ = ("compiled", "names", "sql", "static")
+
+    def __init__(self, statement: ClauseElement, dialect: PGDialect_asyncpg) -> None:
+        self.compiled: SQLCompiler = statement.compile(  # type: ignore[assignment]
+            dialect=dialect, compile_kwargs={"render_postcompile": True}
+        )
+        self.sql = self.compiled.string
+        self.names = tuple(self.compiled.positiontup or ())
+        self.static = all(
+            name in self.compiled.binds and self.compiled.binds[name].value is None for name in self.names
+        )
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        if self.static:  # statements built with named bindparams only: the common, fast case
+            return [params[name] for name in self.names]
+        merged = self.compiled.construct_params(params) or {}  # values embedded in an ad-hoc statement
+        return [merged[name] for name in self.names]
+
+
+class _AsyncpgConnection:
+    """Statements on one asyncpg connection, compiled once per statement object."""
+
+    __slots__ = ("_cache", "_conn", "_dialect")
+
+    def __init__(
+        self, conn: asyncpg.Connection, cache: dict[int, tuple[ClauseElement, _Compiled]], dialect: PGDialect_asyncpg
+    ) -> None:
+        self._conn = conn
+        self._cache = cache
+        self._dialect = dialect
+
+    def _compile(self, statement: ClauseElement) -> _Compiled:
+        hit = self._cache.get(id(statement))
+        if hit is not None and hit[0] is statement:
+            return hit[1]
+        compiled = _Compiled(statement, self._dialect)
+        if compiled.static:  # the repository's cached statements; ad-hoc ones (with values inside) are not kept
+            self._cache[id(statement)] = (statement, compiled)  # holding the statement keeps its id unique
+        return compiled
+
+    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        compiled = self._compile(statement)
+        rows: Sequence[Sequence[Any]] = await self._conn.fetch(compiled.sql, *compiled.args(params))
+        return rows
+
+    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        compiled = self._compile(statement)
+        row: Sequence[Any] | None = await self._conn.fetchrow(compiled.sql, *compiled.args(params))
+        return row
+
+    async def scalar(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+        compiled = self._compile(statement)
+        return await self._conn.fetchval(compiled.sql, *compiled.args(params))
+
+    async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        compiled = self._compile(statement)
+        status: str = await self._conn.execute(compiled.sql, *compiled.args(params))
+        return int(status.rsplit(" ", 1)[-1])
+
+
+class _SQLAlchemyConnection:
+    """Statements on a SQLAlchemy connection (SQLite)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        return (await self._conn.execute(statement, params)).all()  # type: ignore[call-overload,no-any-return]
+
+    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        return (await self._conn.execute(statement, params)).first()  # type: ignore[call-overload,no-any-return]
+
+    async def scalar(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+        return (await self._conn.execute(statement, params)).scalar()  # type: ignore[call-overload]
+
+    async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        result = await self._conn.execute(statement, params)  # type: ignore[call-overload]
+        return int(result.rowcount)
+
+
 class Database:
-    """The engines for one worker; created eagerly, connected lazily, disposed at shutdown."""
+    """The pool of one worker: created with the app, opened at start-up, closed at shutdown."""
 
     def __init__(self, settings: DatabaseSettings) -> None:
         self.settings = settings
-        self.dialect = make_url(settings.url).get_backend_name()
-        self.engine: AsyncEngine = create_async_engine(settings.url, **self._engine_options())
-        self.read_engine: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", self._on_sqlite_connect)
+        url = make_url(settings.url)
+        self.dialect = url.get_backend_name()
+        self._pool: asyncpg.Pool | None = None
+        self._compiled: dict[int, tuple[ClauseElement, _Compiled]] = {}
+        self._pg_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.engine: AsyncEngine | None = None
+        self.read_engine: AsyncEngine | None = None
+        if not self.is_postgres:
+            self.engine = create_async_engine(settings.url, **self._sqlalchemy_options())
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "sqlite":
+                event.listen(self.engine.sync_engine, "connect", self._on_sqlite_connect)
 
     @property
     def is_postgres(self) -> bool:
-        """Whether this is the PostgreSQL backend (advisory locks, SQLSTATE codes)."""
+        """Whether this is the PostgreSQL backend (asyncpg pool, advisory locks, SQLSTATE codes)."""
         return self.dialect == "postgresql"
 
-    def _engine_options(self) -> dict[str, Any]:
+    async def start(self) -> None:
+        """Open the asyncpg pool (PostgreSQL); connections are made lazily, so a down database does not block."""
+        if self.is_postgres and self._pool is None:
+            s = self.settings
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=0,
+                max_size=s.pool_size,
+                max_inactive_connection_lifetime=s.pool_recycle,
+                timeout=s.connect_timeout,
+                statement_cache_size=_STATEMENT_CACHE_SIZE,
+                server_settings={"application_name": "flux-dao", "timezone": "UTC"},
+                init=self._on_postgres_connect,
+            )
+
+    async def dispose(self) -> None:
+        """Close every pooled connection (shutdown)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Connection]:
+        """A connection for reads: one round trip per statement, no transaction."""
+        if self.is_postgres:
+            async with self._acquire() as conn:
+                yield conn
+        else:
+            assert self.read_engine is not None  # noqa: S101 (set for every non-PostgreSQL backend)
+            async with self.read_engine.connect() as sa_conn:
+                yield _SQLAlchemyConnection(sa_conn)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[Connection]:
+        """A connection for one write statement: atomic on its own on PostgreSQL, a transaction elsewhere."""
+        if self.is_postgres:
+            async with self._acquire() as conn:
+                yield conn
+        else:
+            assert self.engine is not None  # noqa: S101 (set for every non-PostgreSQL backend)
+            async with self.engine.begin() as sa_conn:
+                yield _SQLAlchemyConnection(sa_conn)
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Connection]:
+        if self._pool is None:
+            await self.start()
+        assert self._pool is not None  # noqa: S101 (start() creates it)
+        async with self._pool.acquire(timeout=self.settings.pool_timeout) as conn:
+            yield _AsyncpgConnection(conn, self._compiled, self._pg_dialect)
+
+    def _sqlalchemy_options(self) -> dict[str, Any]:
         s = self.settings
         options: dict[str, Any] = {
-            "json_serializer": _json_serializer,
+            "json_serializer": _json_text,
             "json_deserializer": msgspec.json.decode,
             "pool_size": s.pool_size,
             "max_overflow": 0,
             "pool_timeout": s.pool_timeout,
             "pool_recycle": s.pool_recycle,
         }
-        if self.dialect == "postgresql":
-            options["connect_args"] = {
-                "timeout": s.connect_timeout,
-                "server_settings": {"application_name": "flux-dao", "timezone": "UTC"},
-            }
-        elif self.dialect == "sqlite":
+        if self.dialect == "sqlite":
             options["connect_args"] = {"timeout": s.connect_timeout}
         return options
+
+    @staticmethod
+    async def _on_postgres_connect(conn: asyncpg.Connection) -> None:
+        for type_name in ("json", "jsonb"):
+            await conn.set_type_codec(
+                type_name, encoder=_json_text, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+            )
 
     def _on_sqlite_connect(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in (*_SQLITE_PRAGMAS, f"PRAGMA busy_timeout={int(self.settings.connect_timeout * 1000)}"):
             cursor.execute(pragma)
         cursor.close()
-
-    async def dispose(self) -> None:
-        """Close every pooled connection (shutdown)."""
-        await self.engine.dispose()

@@ -95,13 +95,13 @@ def wipe(client: TestClient) -> None:  # type: ignore[type-arg]
     tables = [r.table for r in plugin.resources.items]
 
     async def run() -> None:
-        async with plugin.db.engine.begin() as conn:
+        async with plugin.db.writing() as conn:
             if plugin.db.is_postgres:
                 names = ", ".join(t.name for t in tables)
-                await conn.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+                await conn.all(sa.text(f"TRUNCATE {names} CASCADE"), {})
             else:
                 for table in reversed(tables):
-                    await conn.execute(table.delete())
+                    await conn.rowcount(table.delete(), {})
 
     assert client.blocking_portal is not None
     client.blocking_portal.call(run)

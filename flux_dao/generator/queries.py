@@ -56,7 +56,8 @@ def _time_range(resource: Resource, repo: ResourceRepository, name: str, query: 
     returns = list[read]  # type: ignore[valid-type]
 
     async def handler(**params: Any) -> Any:
-        start, end = as_utc(params[query_arg(query.start)]), as_utc(params[query_arg(query.end)])
+        start = as_utc(params[query_arg(query.start)], query.start)
+        end = as_utc(params[query_arg(query.end)], query.end)
         if start > end:
             return []
         scope = tuple((field, params[query_arg(field)]) for field in query.scope)
@@ -89,7 +90,8 @@ def _grouped_count(
 
     async def handler(**params: Any) -> Any:
         scope = tuple((field, params[query_arg(field)]) for field in query.scope)
-        start, end = as_utc(params[query_arg(query.start)]), as_utc(params[query_arg(query.end)])
+        start = as_utc(params[query_arg(query.start)], query.start)
+        end = as_utc(params[query_arg(query.end)], query.end)
         counts = await repo.grouped_count(GroupedCountPlan(query=name, scope=scope, start=start, end=end))
         total = sum(counts.values())
         values: dict[str, Any] = dict(scope) | {query.total: total, query.counts: counts}

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select, Update
 
 from flux_dao.manifest.checks import parse_order
@@ -23,8 +24,9 @@ MAX_CACHED_SHAPES: Final = 256
 class ResourceStatements:
     """The statements of one resource."""
 
-    def __init__(self, entity: EntitySpec, table: sa.Table) -> None:
+    def __init__(self, entity: EntitySpec, table: sa.Table, *, postgres: bool = False) -> None:
         self.entity = entity
+        self.postgres = postgres
         self.table = table
         self.columns = tuple(table.c[name] for name in entity.read_columns)
         self.touches_updated_at = "updated_at" in entity.timestamps
@@ -131,7 +133,12 @@ class ResourceStatements:
             values: dict[str, Any] = {query.field: sa.bindparam("value", type_=self.table.c[query.field].type)}
             if self.touches_updated_at:
                 values["updated_at"] = sa.bindparam("v_updated_at", type_=self.table.c.updated_at.type)
-            stmt = sa.update(self.table).where(self.table.c.id.in_(sa.bindparam("ids", expanding=True))).values(values)
+            pk = self.table.c.id
+            if self.postgres:  # one array parameter: the same prepared statement for any number of ids
+                ids = pk == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(pk.type)))
+            else:
+                ids = pk.in_(sa.bindparam("ids", expanding=True))
+            stmt = sa.update(self.table).where(ids).values(values)
             self._queries[name] = stmt
         return stmt
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from flux_dao.db import Connection
 from flux_dao.errors import (
     ConflictError,
     DuplicateError,
@@ -65,20 +67,12 @@ _SQLITE_NAMES = {
 }
 
 
-def classify(exc: DBAPIError) -> Violation:
-    """Classify a driver error by SQLSTATE (PostgreSQL) or SQLite error name."""
-    orig = exc.orig
+def classify(exc: BaseException) -> Violation:
+    """Classify a failure by SQLSTATE (asyncpg), SQLite error name, or as a lost/unreachable database."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(code, str):
-        if code in _PG_CODES:
-            return _PG_CODES[code]
-        if code in {"42P01", "42703"}:  # undefined table / column
-            return Violation.SCHEMA
-        if code.startswith("22"):
-            return Violation.DATA
-        if code.startswith(_PG_UNAVAILABLE_PREFIXES):
-            return Violation.UNAVAILABLE
-        return Violation.OTHER
+        return _classify_sqlstate(code)
     name = getattr(orig, "sqlite_errorname", None)
     if isinstance(name, str):
         if name.startswith("SQLITE_CONSTRAINT") and "FOREIGN KEY" in str(orig):  # RESTRICT reports ..._TRIGGER
@@ -86,7 +80,22 @@ def classify(exc: DBAPIError) -> Violation:
         if name == "SQLITE_ERROR" and str(orig).startswith(("no such table", "no such column")):
             return Violation.SCHEMA
         return _SQLITE_NAMES.get(name, Violation.OTHER)
-    if exc.connection_invalidated:
+    unavailable = (OSError, TimeoutError, PoolTimeoutError, asyncpg.InterfaceError)
+    if isinstance(exc, unavailable) or isinstance(orig, unavailable):
+        return Violation.UNAVAILABLE
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return Violation.UNAVAILABLE
+    return Violation.OTHER
+
+
+def _classify_sqlstate(code: str) -> Violation:
+    if code in _PG_CODES:
+        return _PG_CODES[code]
+    if code in {"42P01", "42703"}:  # undefined table / column
+        return Violation.SCHEMA
+    if code.startswith("22"):
+        return Violation.DATA
+    if code.startswith(_PG_UNAVAILABLE_PREFIXES):
         return Violation.UNAVAILABLE
     return Violation.OTHER
 
@@ -126,7 +135,7 @@ def blocking_paths(entities: Mapping[str, EntitySpec], root: str) -> Iterator[tu
 
 
 async def diagnose_delete(
-    conn: AsyncConnection, tables: Mapping[str, sa.Table], entities: Mapping[str, EntitySpec], root: str, row_id: UUID
+    conn: Connection, tables: Mapping[str, sa.Table], entities: Mapping[str, EntitySpec], root: str, row_id: UUID
 ) -> RepositoryError:
     """The error for a delete refused by a foreign key: which dependents block it, and how many."""
     found: list[Dependents] = []
@@ -136,7 +145,7 @@ async def diagnose_delete(
             keys = sa.select(tables[child].c.id).where(tables[child].c[field].in_(keys))
         child, field = path[-1]
         stmt = sa.select(sa.func.count()).select_from(tables[child]).where(tables[child].c[field].in_(keys))
-        count = (await conn.execute(stmt)).scalar_one()
+        count = int(await conn.scalar(stmt, {}))
         if count:
             found.append(Dependents(child, tuple(c for c, _ in path[:-1]), count))
     singular = entities[root].singular
@@ -149,7 +158,7 @@ async def diagnose_delete(
 
 
 async def diagnose_write(
-    conn: AsyncConnection,
+    conn: Connection,
     violation: Violation,
     tables: Mapping[str, sa.Table],
     entities: Mapping[str, EntitySpec],
@@ -167,7 +176,7 @@ async def diagnose_write(
             stmt = sa.select(table.c.id).where(table.c[field] == values[field]).limit(1)
             if row_id is not None:
                 stmt = stmt.where(table.c.id != row_id)
-            if (await conn.execute(stmt)).first() is not None:
+            if await conn.first(stmt, {}) is not None:
                 detail = f"A {entity.singular} with {field} {values[field]!r} already exists."
                 return DuplicateError(detail, errors=[{"field": field, "message": "already exists"}])
         return DuplicateError(f"A {entity.singular} with these values already exists.")
@@ -177,7 +186,7 @@ async def diagnose_write(
             if spec.references is None or value is None:
                 continue
             parent = tables[spec.references]
-            if (await conn.execute(sa.select(parent.c.id).where(parent.c.id == value))).first() is None:
+            if await conn.first(sa.select(parent.c.id).where(parent.c.id == value), {}) is None:
                 target = entities[spec.references].singular
                 detail = f"{field} refers to {target} {value}, which does not exist."
                 return MissingReferenceError(

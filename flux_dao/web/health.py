@@ -4,13 +4,13 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
-from sqlalchemy.exc import SQLAlchemyError
 
 from flux_dao.db import Database
 from flux_dao.web.problems import problem_response, problem_responses
 
 __all__ = ("HealthStatus", "health_handlers")
 
+_PING = sa.text("SELECT 1")
 _VERSION_QUERY = sa.text("SELECT version_num FROM alembic_version")
 
 
@@ -45,13 +45,13 @@ def health_handlers(db: Database, expected_heads: frozenset[str] | None) -> list
 
 async def _not_ready_reason(db: Database, expected_heads: frozenset[str] | None) -> str | None:
     try:
-        async with db.read_engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        async with db.reading() as conn:
+            await conn.scalar(_PING, {})
             try:
-                current = frozenset((await conn.execute(_VERSION_QUERY)).scalars())
-            except SQLAlchemyError:
+                current = frozenset(row[0] for row in await conn.all(_VERSION_QUERY, {}))
+            except Exception:  # noqa: BLE001 (any failure here means the version table is missing)
                 return "The database schema is not migrated (no alembic_version table); run `flux-dao migrate`."
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except Exception as exc:  # noqa: BLE001 (every failure to answer is "not ready", with its kind)
         return f"The database does not answer: {type(exc).__name__}."
     if expected_heads is None:
         return None

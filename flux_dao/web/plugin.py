@@ -46,5 +46,6 @@ class FluxDaoPlugin(InitPlugin):
         )
         app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads)])
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
+        app_config.on_startup.append(self.db.start)
         app_config.on_shutdown.append(self.db.dispose)
         return app_config
