@@ -15,7 +15,7 @@ Errors are left as the driver raised them; ``repository.integrity.classify`` rea
 """
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import asyncpg
@@ -145,6 +145,23 @@ class _SQLAlchemyConnection:
         return int(result.rowcount)
 
 
+class _PooledConnection:
+    """``async with``: borrow an asyncpg connection for the block (a class: cheaper than a generator per request)."""
+
+    __slots__ = ("_conn", "_db")
+
+    def __init__(self, db: "Database") -> None:
+        self._db = db
+        self._conn: Any = None
+
+    async def __aenter__(self) -> Connection:
+        self._conn = await self._db.acquire()
+        return _AsyncpgConnection(self._conn, self._db._compiled, self._db._pg_dialect)
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._db.release(self._conn)
+
+
 class Database:
     """The pool of one worker: created with the app, opened at start-up, closed at shutdown."""
 
@@ -182,6 +199,7 @@ class Database:
                 statement_cache_size=_STATEMENT_CACHE_SIZE,
                 server_settings={"application_name": "flux-dao", "timezone": "UTC"},
                 init=self._on_postgres_connect,
+                reset=self._on_postgres_release,
             )
 
     async def dispose(self) -> None:
@@ -192,35 +210,42 @@ class Database:
         if self.engine is not None:
             await self.engine.dispose()
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Connection]:
+    def reading(self) -> AbstractAsyncContextManager[Connection]:
         """A connection for reads: one round trip per statement, no transaction."""
         if self.is_postgres:
-            async with self._acquire() as conn:
-                yield conn
+            return _PooledConnection(self)
+        return self._sqlalchemy_connection(transaction=False)
+
+    def writing(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for one write statement: atomic on its own on PostgreSQL, a transaction elsewhere."""
+        if self.is_postgres:
+            return _PooledConnection(self)
+        return self._sqlalchemy_connection(transaction=True)
+
+    @asynccontextmanager
+    async def _sqlalchemy_connection(self, *, transaction: bool) -> AsyncIterator[Connection]:
+        assert self.engine is not None  # noqa: S101 (set for every non-PostgreSQL backend)
+        assert self.read_engine is not None  # noqa: S101
+        if transaction:
+            async with self.engine.begin() as sa_conn:
+                yield _SQLAlchemyConnection(sa_conn)
         else:
-            assert self.read_engine is not None  # noqa: S101 (set for every non-PostgreSQL backend)
             async with self.read_engine.connect() as sa_conn:
                 yield _SQLAlchemyConnection(sa_conn)
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[Connection]:
-        """A connection for one write statement: atomic on its own on PostgreSQL, a transaction elsewhere."""
-        if self.is_postgres:
-            async with self._acquire() as conn:
-                yield conn
-        else:
-            assert self.engine is not None  # noqa: S101 (set for every non-PostgreSQL backend)
-            async with self.engine.begin() as sa_conn:
-                yield _SQLAlchemyConnection(sa_conn)
-
-    @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[Connection]:
+    async def acquire(self) -> Any:
+        """A pooled asyncpg connection; waits at most ``pool_timeout`` for one (then ``TimeoutError``)."""
         if self._pool is None:
             await self.start()
-        assert self._pool is not None  # noqa: S101 (start() creates it)
-        async with self._pool.acquire(timeout=self.settings.pool_timeout) as conn:
-            yield _AsyncpgConnection(conn, self._compiled, self._pg_dialect)
+        pool: Any = self._pool
+        if pool.get_idle_size():  # a connected, free connection is queued: taking it cannot wait
+            return await pool.acquire()
+        return await pool.acquire(timeout=self.settings.pool_timeout)
+
+    async def release(self, conn: Any) -> None:
+        """Give a connection back to the pool."""
+        if self._pool is not None:
+            await self._pool.release(conn)
 
     def _sqlalchemy_options(self) -> dict[str, Any]:
         s = self.settings
@@ -242,6 +267,12 @@ class Database:
             await conn.set_type_codec(
                 type_name, encoder=_json_text, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
             )
+
+    @staticmethod
+    async def _on_postgres_release(conn: asyncpg.Connection) -> None:
+        """Replaces asyncpg's default reset (a round trip per release): flux-dao sets no session state."""
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
 
     def _on_sqlite_connect(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()

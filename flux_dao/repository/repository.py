@@ -6,8 +6,7 @@ without re-validation. Values are checked for what the databases would refuse di
 NUL characters) before they are sent, and every failure leaves as a ``flux_dao.errors`` value.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -94,8 +93,12 @@ class ResourceRepository:
 
     async def get(self, row_id: UUID) -> msgspec.Struct:
         """The row with ``row_id``, or :class:`NotFoundError`."""
-        async with self._reading() as conn:
-            row = await conn.first(self.statements.get, {"row_id": row_id})
+        statement, params = self.statements.get, {"row_id": row_id}
+
+        async def run(conn: Connection) -> Any:
+            return await conn.first(statement, params)
+
+        row = await self._reading(run)
         if row is None:
             raise self._not_found(row_id)
         return self.read(*row)
@@ -110,37 +113,45 @@ class ResourceRepository:
         params = self._filter_params(plan.filters)
         read = self.read
         limit = plan.limit if plan.count else plan.limit + 1
-        async with self._reading() as conn:
-            rows = await conn.all(
-                self.statements.list(plan.filter_fields), params | {"limit": limit, "offset": plan.offset}
-            )
+        rows_statement = self.statements.list(plan.filter_fields)
+        count_statement = self.statements.count(plan.filter_fields)
+
+        async def run(conn: Connection) -> ListResult:
+            rows = await conn.all(rows_statement, params | {"limit": limit, "offset": plan.offset})
             items = [read(*row) for row in rows]
             if not plan.count:
                 return ListResult(items[: plan.limit], None, len(items) > plan.limit)
             if len(items) < plan.limit and (items or plan.offset == 0):
                 total = plan.offset + len(items)
             else:
-                total = int(await conn.scalar(self.statements.count(plan.filter_fields), params))
-        return ListResult(items, total, plan.offset + plan.limit < total)
+                total = int(await conn.scalar(count_statement, params))
+            return ListResult(items, total, plan.offset + plan.limit < total)
+
+        return await self._reading(run)
 
     async def time_range(self, plan: TimeRangePlan) -> list[msgspec.Struct]:
         """Rows of a time-range query, ascending."""
         query = self.entity.queries[plan.query]
         assert isinstance(query, TimeRangeQuery)  # noqa: S101 (the generator pairs plans with their kind)
         params = self._filter_params(plan.scope) | {"start": plan.start, "end": plan.end}
-        read = self.read
-        async with self._reading() as conn:
-            rows = await conn.all(self.statements.time_range(plan.query, query), params)
-        return [read(*row) for row in rows]
+        read, statement = self.read, self.statements.time_range(plan.query, query)
+
+        async def run(conn: Connection) -> list[msgspec.Struct]:
+            return [read(*row) for row in await conn.all(statement, params)]
+
+        return await self._reading(run)
 
     async def grouped_count(self, plan: GroupedCountPlan) -> dict[str, int]:
         """Count per group value (only groups that occur) for a grouped-count query."""
         query = self.entity.queries[plan.query]
         assert isinstance(query, GroupedCountQuery)  # noqa: S101 (the generator pairs plans with their kind)
         params = self._filter_params(plan.scope) | {"start": plan.start, "end": plan.end}
-        async with self._reading() as conn:
-            rows = await conn.all(self.statements.grouped_count(plan.query, query), params)
-        return {str(group): int(count) for group, count in rows}
+        statement = self.statements.grouped_count(plan.query, query)
+
+        async def run(conn: Connection) -> dict[str, int]:
+            return {str(group): int(count) for group, count in await conn.all(statement, params)}
+
+        return await self._reading(run)
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -220,11 +231,11 @@ class ResourceRepository:
     def _not_found(self, row_id: UUID) -> NotFoundError:
         return NotFoundError(f"{self.entity.singular} {row_id} not found.", resource=self.name, id=str(row_id))
 
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[Connection]:
+    async def _reading(self, run: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run reads on one connection; database failures leave as domain errors."""
         try:
             async with self.db.reading() as conn:
-                yield conn
+                return await run(conn)
         except Exception as exc:
             raise self._translate(exc) from exc
 
@@ -243,10 +254,13 @@ class ResourceRepository:
 
     async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None, *, deleting: bool) -> Exception:
         catalog = self.catalog
-        async with self._reading() as conn:
+
+        async def run(conn: Connection) -> Exception:
             if deleting and row_id is not None:
                 return await diagnose_delete(conn, catalog.tables, catalog.entities, self.name, row_id)
             return await diagnose_write(conn, violation, catalog.tables, catalog.entities, self.name, values, row_id)
+
+        return await self._reading(run)
 
     def _translate(self, exc: Exception) -> Exception:
         """Database failures -> domain errors; anything else (a bug) is returned unchanged, to surface as a 500."""

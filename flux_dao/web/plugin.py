@@ -9,7 +9,7 @@ from flux_dao.db import Database
 from flux_dao.generator import Resources
 from flux_dao.generator.routes import build_router
 from flux_dao.repository import ResourceRepository
-from flux_dao.web.auth import service_key_guard
+from flux_dao.web.auth import service_key_middleware
 from flux_dao.web.health import health_handlers
 from flux_dao.web.openapi import SECURITY_SCHEME
 from flux_dao.web.problems import exception_handlers
@@ -33,7 +33,7 @@ class FluxDaoPlugin(InitPlugin):
         }
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        """Register routes, guard, exception handlers and the pool shutdown."""
+        """Register routes, the key check, exception handlers and the pool lifecycle."""
         routers = [
             build_router(r, self.repositories[r.entity.name], self.settings.api_prefix) for r in self.resources.items
         ]
@@ -41,7 +41,7 @@ class FluxDaoPlugin(InitPlugin):
         api = Router(
             path=self.settings.api_prefix,
             route_handlers=routers,
-            guards=[service_key_guard(keys)] if keys else [],
+            middleware=[service_key_middleware(keys)] if keys else [],
             security=[{SECURITY_SCHEME: []}],
         )
         app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads)])
