@@ -55,7 +55,10 @@ def main(ctx: click.Context, manifest: Path | None) -> None:
         flux-dao serve            # SQLite ./flux_dao.db on 127.0.0.1:8001
     """
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     if manifest is not None:
         settings = replace(settings, manifest_path=manifest.resolve())
     ctx.obj = settings
@@ -129,17 +132,15 @@ def migrate(ctx: click.Context, revision: str) -> None:
 def makemigrations(ctx: click.Context, message: str) -> None:
     """Autogenerate a migration from the manifest (creates migrations/ beside it if needed).
 
-    Compares the manifest with the database at DATABASE_URL, so migrate first.
+    Compares the manifest with its migrations on a scratch SQLite database; DATABASE_URL is not touched.
 
     Example:
         flux-dao makemigrations -m "add messages"
     """
-    from flux_dao.migrations import make_migration, upgrade  # noqa: PLC0415
+    from flux_dao.migrations import make_migration  # noqa: PLC0415
 
     settings = _settings(ctx)
     _load_or_exit(settings)
-    if (settings.migrations_dir / "env.py").is_file():
-        upgrade(settings)
     path = make_migration(settings, message)
     click.echo(f"created {path}" if path else "no changes: the migrations already match the manifest")
 

@@ -88,11 +88,6 @@ class DatabaseSettings:
     pool_recycle: int = 3600
     """Seconds after which a pooled connection is replaced (env ``DB_POOL_RECYCLE``)."""
 
-    @property
-    def is_sqlite(self) -> bool:
-        """Whether the URL selects SQLite (the embedded default)."""
-        return self.url.startswith("sqlite")
-
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "DatabaseSettings":
         """Read the ``DATABASE_URL`` and ``DB_*`` variables."""

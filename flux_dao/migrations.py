@@ -6,6 +6,8 @@ that ``/ready`` and the tests use.
 """
 
 import asyncio
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -54,7 +56,6 @@ from collections.abc import Sequence
 
 import advanced_alchemy.types
 import sqlalchemy as sa
-from advanced_alchemy.types import GUID
 from alembic import op
 from sqlalchemy import Text
 ${imports if imports else ""}
@@ -115,21 +116,26 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 
 
 def make_migration(settings: Settings, message: str) -> str | None:
-    """Autogenerate a revision from the manifest; returns its path, or None when nothing changed."""
+    """Autogenerate a revision from the manifest; returns its path, or None when nothing changed.
+
+    The comparison runs against a scratch SQLite database brought to the current head, never against
+    ``DATABASE_URL``: making a migration must not touch (or need) a real database, and a revision rendered in
+    batch mode runs on SQLite and PostgreSQL alike.
+    """
     init_migrations(settings.migrations_dir)
-    config = alembic_config(settings)
-    created: list[str] = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        url = f"sqlite+aiosqlite:///{Path(scratch_dir) / 'scratch.db'}"
+        scratch = replace(settings, database=replace(settings.database, url=url))
+        upgrade(scratch)
+        config = alembic_config(scratch)
 
-    def skip_empty(context: Any, revision: Any, directives: list[Any]) -> None:
-        script = directives[0]
-        if script.upgrade_ops.is_empty():
-            directives.clear()
+        def skip_empty(_context: Any, _revision: Any, directives: list[Any]) -> None:
+            if directives[0].upgrade_ops.is_empty():
+                directives.clear()
 
-    config.attributes["process_revision_directives"] = skip_empty
-    scripts = command.revision(config, message=message, autogenerate=True)
-    for script in scripts if isinstance(scripts, list) else [scripts]:
-        if script is not None:
-            created.append(script.path)
+        config.attributes["process_revision_directives"] = skip_empty
+        scripts = command.revision(config, message=message, autogenerate=True)
+    created = [script.path for script in (scripts if isinstance(scripts, list) else [scripts]) if script is not None]
     return created[0] if created else None
 
 
@@ -177,7 +183,7 @@ def run_env() -> None:
                 connection=connection,
                 target_metadata=metadata,
                 compare_type=compare_type,
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=True,  # portable revisions: plain ALTERs on PostgreSQL, table copies on SQLite
                 process_revision_directives=directives,
             )
             with context.begin_transaction():

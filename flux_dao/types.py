@@ -4,10 +4,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-__all__ = ("JSONObject", "Row", "StructType")
-
-JSONObject: TypeAlias = dict[str, Any]
-"""A decoded JSON object."""
+__all__ = ("Row", "StructType")
 
 Row: TypeAlias = dict[str, Any]
 """Column name to Python value, as read from or written to one table row."""

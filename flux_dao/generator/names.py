@@ -6,18 +6,21 @@ unique; ``manifest.checks`` rejects manifests whose names would collide.
 
 from typing import Final
 
-from flux_dao.manifest.spec import EntitySpec
+from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec
 
 __all__ = (
     "GENERATED_MODULE",
     "NAMING_CONVENTION",
     "class_name",
+    "component_names",
     "enum_name",
     "index_name",
     "operation_id",
+    "operation_ids",
     "pascal",
     "query_operation_id",
     "query_struct_name",
+    "struct_name",
 )
 
 GENERATED_MODULE: Final = "flux_dao.generated"
@@ -43,6 +46,11 @@ def class_name(entity: EntitySpec) -> str:
     return pascal(entity.singular or entity.name)
 
 
+def struct_name(entity: EntitySpec, role: str) -> str:
+    """``TaskCreate``, ``TaskUpdate``, ``TaskPage`` (``role`` is the suffix); the read struct is ``class_name``."""
+    return class_name(entity) + role
+
+
 def enum_name(entity: EntitySpec, field: str) -> str:
     """Enum component name: ``TaskStatus``."""
     return class_name(entity) + pascal(field)
@@ -62,6 +70,24 @@ def operation_id(verb: str, entity: EntitySpec) -> str:
 def query_operation_id(entity: EntitySpec, query: str, explicit: str | None) -> str:
     """The manifest's ``operation_id``, else ``<query>_<entity>`` (``by_timerange_tasks``)."""
     return explicit or f"{query.replace('-', '_')}_{entity.name}"
+
+
+def component_names(entity: EntitySpec) -> list[str]:
+    """Every OpenAPI component the generator makes for ``entity``: collisions across a manifest merge silently."""
+    names = [class_name(entity), *(struct_name(entity, role) for role in ("Create", "Update", "Page"))]
+    names += [enum_name(entity, f) for f, spec in entity.fields.items() if spec.type == "enum"]
+    for query_name, query in entity.queries.items():
+        names.append(query_struct_name(entity, query_name))
+        if isinstance(query, BulkUpdateQuery):
+            names.append(query_struct_name(entity, query_name, "Result"))
+    return names
+
+
+def operation_ids(entity: EntitySpec) -> list[str]:
+    """Every operationId of ``entity``'s routes."""
+    ids = [operation_id(verb, entity) for verb in entity.operations]
+    ids += [query_operation_id(entity, name, query.operation_id) for name, query in entity.queries.items()]
+    return ids
 
 
 def index_name(table: str, columns: tuple[str, ...]) -> str:

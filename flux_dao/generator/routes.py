@@ -29,6 +29,7 @@ __all__ = ("DEFAULT_LIMIT", "MAX_LIMIT", "build_router")
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 500
+MAX_SKIP: Final = 2**31 - 1
 SKIP: Final = query_arg("skip")
 LIMIT: Final = query_arg("limit")
 COUNT: Final = query_arg("count")
@@ -78,7 +79,7 @@ def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPR
         )
 
     parameters = [
-        query("skip", int, 0, ge=0, description="Rows to skip."),
+        query("skip", int, 0, ge=0, le=MAX_SKIP, description="Rows to skip."),
         query("limit", int, DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (1..{MAX_LIMIT})."),
         query(
             "count",

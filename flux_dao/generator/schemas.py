@@ -16,7 +16,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from flux_dao.generator.names import GENERATED_MODULE, class_name, enum_name
+from flux_dao.generator.names import GENERATED_MODULE, class_name, enum_name, struct_name
 from flux_dao.generator.typemap import annotated_type, lookup
 from flux_dao.manifest.spec import EntitySpec
 from flux_dao.types import StructType
@@ -46,7 +46,7 @@ def build_schemas(entity: EntitySpec) -> EntitySchemas:
     }
     read = _read_struct(base, entity, enums)
     page = msgspec.defstruct(
-        f"{base}Page",
+        struct_name(entity, "Page"),
         [
             ("items", list[read]),  # type: ignore[valid-type]
             ("total", int | None),
@@ -79,7 +79,9 @@ def _create_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
             fields.append((name, annotation, default))
         else:
             fields.append((name, annotation | None, None))
-    return msgspec.defstruct(f"{base}Create", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE)
+    return msgspec.defstruct(
+        struct_name(entity, "Create"), fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
+    )
 
 
 def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
@@ -90,7 +92,9 @@ def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
         annotation = annotated_type(spec, enums.get(name))
         annotation = annotation | None | UnsetType if spec.nullable else annotation | UnsetType
         fields.append((name, annotation, UNSET))
-    return msgspec.defstruct(f"{base}Update", fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE)
+    return msgspec.defstruct(
+        struct_name(entity, "Update"), fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
+    )
 
 
 def _read_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:

@@ -25,8 +25,8 @@ __all__ = ("RESERVED_FIELDS", "parse_order", "validate")
 
 IDENTIFIER: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PATH_SEGMENT: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RESERVED_FIELDS: Final = frozenset({"id", "created_at", "updated_at", "metadata", "registry", "skip", "limit"})
-"""Names the engine owns (server-set columns, SQLAlchemy model attributes, paging parameters)."""
+RESERVED_FIELDS: Final = frozenset({"id", "created_at", "updated_at", "metadata", "registry", "skip", "limit", "count"})
+"""Names the engine owns (server-set columns, SQLAlchemy model attributes, list query parameters)."""
 _ORDER: Final = re.compile(
     r"^(?P<field>[a-z][a-z0-9_]*)(?:\s+(?P<dir>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?$"
 )
@@ -66,16 +66,23 @@ def validate(manifest: Manifest) -> None:
 
 
 def _manifest_problems(manifest: Manifest) -> Iterator[str]:
-    from flux_dao.generator.names import class_name  # noqa: PLC0415 (names imports nothing back; avoids a cycle)
+    from flux_dao.generator import names  # noqa: PLC0415 (names imports only the spec; a top-level import cycles)
 
-    seen: dict[str, dict[str, str]] = {"name": {}, "path": {}, "class": {}}
-    for entity in manifest.entities:
-        keys = {"name": entity.name, "path": entity.path or "", "class": class_name(entity)}
-        for kind, value in keys.items():
-            other = seen[kind].get(value)
-            if other is not None:
-                yield f"resources '{other}' and '{entity.name}' both generate the {kind} '{value}'"
-            seen[kind][value] = entity.name
+    kinds: dict[str, Callable[[EntitySpec], list[str]]] = {
+        "name": lambda e: [e.name],
+        "path": lambda e: [e.path or ""],
+        "OpenAPI component": names.component_names,
+        "operationId": names.operation_ids,
+    }
+    for kind, generate in kinds.items():
+        seen: dict[str, str] = {}
+        for entity in manifest.entities:
+            for value in generate(entity):
+                other = seen.get(value)
+                if other is not None:
+                    owners = f"'{other}' and '{entity.name}'" if other != entity.name else f"'{entity.name}'"
+                    yield f"resource(s) {owners} generate the {kind} '{value}' twice"
+                seen[value] = entity.name
 
 
 def _entity_problems(entity: EntitySpec) -> Iterator[str]:
@@ -166,6 +173,10 @@ def _default_problems(spec: FieldSpec) -> Iterator[str]:
 
 def _query_problems(entity: EntitySpec, name: str, query: Any) -> Iterator[str]:
     scope: tuple[str, ...] = getattr(query, "scope", ())
+    parameters = [*scope, query.start, query.end] if hasattr(query, "start") else [query.ids, query.value]
+    duplicated = sorted({p for p in parameters if parameters.count(p) > 1})
+    if duplicated:
+        yield f"parameter name(s) {duplicated} used twice"
     for field in scope:
         if field not in entity.fields or entity.fields[field].type in {"json", "list"}:
             yield f"scope field '{field}' is not a scalar field of '{entity.name}'"

@@ -88,6 +88,9 @@ class ResourceRepository:
         self._float_fields = tuple(n for n, s in fields if s.type == "float")
         self._text_fields = tuple(n for n, s in fields if s.type in _TEXT_TYPES)
         self._stamps = entity.timestamps
+        # SQLite's RETURNING hands back an integral REAL as an int (GET reads it as a float): written rows are fixed
+        columns = entity.read_columns
+        self._float_positions = () if db.is_postgres else tuple(columns.index(n) for n in self._float_fields)
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class ResourceRepository:
         async def run(conn: Connection) -> Any:
             return await conn.first(self.statements.insert, params)
 
-        return self.read(*await self._writing(run, values, None))
+        return self._written(await self._writing(run, values, None))
 
     async def update(self, row_id: UUID, changes: Row) -> msgspec.Struct:
         """Change the given fields of one row; no fields means no write at all."""
@@ -178,7 +181,7 @@ class ResourceRepository:
         row = await self._writing(run, changes, row_id)
         if row is None:
             raise self._not_found(row_id)
-        return self.read(*row)
+        return self._written(row)
 
     async def delete(self, row_id: UUID) -> None:
         """Delete one row; CASCADE and SET NULL children follow, RESTRICT children refuse it (409)."""
@@ -217,6 +220,15 @@ class ResourceRepository:
                 bound[name] = float(value)
         self._reject_nul(bound)
         return bound
+
+    def _written(self, row: Any) -> msgspec.Struct:
+        if not self._float_positions:
+            return self.read(*row)
+        values = list(row)
+        for position in self._float_positions:
+            if values[position] is not None:
+                values[position] = float(values[position])
+        return self.read(*values)
 
     def _filter_params(self, filters: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
         params = {"f_" + name: value for name, value in filters}

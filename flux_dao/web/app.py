@@ -1,7 +1,5 @@
 """The application factory: settings -> manifest -> generated resources -> Litestar app."""
 
-import logging
-
 from litestar import Litestar
 
 from flux_dao import __version__
@@ -15,8 +13,6 @@ from flux_dao.web.plugin import FluxDaoPlugin
 
 __all__ = ("create_app",)
 
-logger = logging.getLogger(__name__)
-
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app for ``settings`` (default: from the environment). Used by ``flux-dao serve`` as a factory."""
@@ -25,6 +21,4 @@ def create_app(settings: Settings | None = None) -> Litestar:
     resources = build_resources(manifest)
     db = Database(settings.database)
     plugin = FluxDaoPlugin(settings, resources, db, migration_heads(settings.migrations_dir))
-    if not settings.api_keys:
-        logger.warning("SERVICE_API_KEYS is empty: the API is open to anyone who can reach it")
     return Litestar(plugins=[plugin], openapi_config=openapi_config(__version__))

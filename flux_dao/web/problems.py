@@ -32,6 +32,7 @@ __all__ = (
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPES",
     "Problem",
+    "ProblemDependent",
     "ProblemField",
     "exception_handlers",
     "problem_response",
@@ -55,7 +56,7 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "unavailable": (503, "Database unavailable"),
     "not-ready": (503, "Service not ready"),
     "internal-error": (500, "Internal server error"),
-    "http-error": (400, "HTTP error"),
+    "http-error": (400, "HTTP error"),  # any other status Litestar raises (e.g. 413); the status is the real one
 }
 """Every problem ``type`` flux-dao returns (``urn:flux-dao:problem:<slug>``), its status and title. Stable: clients
 may switch on them."""
@@ -68,6 +69,15 @@ class ProblemField(msgspec.Struct):
     message: str
 
 
+class ProblemDependent(msgspec.Struct):
+    """Rows that block a delete through a RESTRICT reference."""
+
+    resource: str
+    count: int
+    via: list[str]
+    """The CASCADE chain from the deleted row to these rows (empty when they reference it directly)."""
+
+
 class Problem(msgspec.Struct, omit_defaults=True):
     """An RFC 9457 problem document."""
 
@@ -77,6 +87,12 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     errors: list[ProblemField] | None = None
     """Per-field problems (validation, duplicates, missing references)."""
+    dependents: list[ProblemDependent] | None = None
+    """On ``restricted-delete``: what still references the row."""
+    resource: str | None = None
+    """On ``not-found``: the resource asked for."""
+    id: str | None = None
+    """On ``not-found``: the id asked for."""
 
 
 def problem_response(
@@ -190,6 +206,12 @@ def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any
     return problem_response(slug, exc.detail, status=exc.status_code, headers=exc.headers)
 
 
+def _too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """JSON nested beyond what the decoder can follow (about a thousand levels) is invalid input, not a crash."""
+    detail = "The JSON body is nested too deeply."
+    return problem_response("validation-error", detail, errors=[{"field": "body", "message": detail}])
+
+
 def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.exception("unhandled error on %s %s", request.method, request.scope.get("path"), exc_info=exc)
     return problem_response("internal-error", "An unexpected error occurred; it has been logged.")
@@ -202,5 +224,6 @@ def exception_handlers() -> ExceptionHandlersMap:
         InvalidInputError: _invalid_input_handler,
         RepositoryError: _repository_handler,
         HTTPException: _http_handler,
+        RecursionError: _too_deep_handler,
         Exception: _internal_handler,
     }

@@ -463,3 +463,54 @@ def test_unknown_id_is_404_naming_resource_and_id(client):
     problem = assert_problem(response, 404, "not-found")
     assert MISSING_ID in problem["detail"]
     assert "task" in problem["detail"].lower()
+
+
+# --- values the two databases would treat differently are refused the same way on both ---
+
+
+def test_nul_character_in_a_text_field_is_422_naming_it(client):
+    user = factories.user(client)
+    response = client.post(f"{API}/tasks", json={"user_id": user["id"], "title": "a\u0000b"})
+    problem = assert_validation_error(response, "title")
+    assert "NUL" in problem["detail"]
+
+
+def test_nul_character_inside_a_json_object_is_422_naming_the_field(client):
+    response = client.post(f"{API}/users", json={"email": "nul@example.com", "profile": {"k\u0000": "v"}})
+    assert_validation_error(response, "profile")
+
+
+def test_nul_character_in_a_filter_is_422_naming_it(client):
+    response = client.get(f"{API}/users", params={"email": "a\u0000b"})
+    assert_validation_error(response, "email")
+
+
+def test_datetime_that_overflows_once_in_utc_is_422_naming_the_field(client):
+    user = factories.user(client)
+    body = {"user_id": user["id"], "title": "late", "scheduled_at": "9999-12-31T23:59:59-05:00"}
+    assert_validation_error(client.post(f"{API}/tasks", json=body), "scheduled_at")
+
+
+def test_query_datetime_that_overflows_once_in_utc_is_422_naming_it(client):
+    user = factories.user(client)
+    params = {"user_id": user["id"], "start_at": "0001-01-01T00:00:00+05:00", "end_at": "2030-01-01T00:00:00Z"}
+    assert_validation_error(client.get(f"{API}/tasks/by-timerange", params=params), "start_at")
+
+
+def test_deeply_nested_json_is_422_not_500(client):
+    nested = "[" * 5000 + "]" * 5000
+    body = '{"email": "deep@example.com", "profile": {"x": ' + nested + "}}"
+    response = client.post(f"{API}/users", content=body, headers={"content-type": "application/json"})
+    assert_validation_error(response, "body")
+
+
+@pytest.mark.parametrize("skip", [str(2**31), "99999999999999999999"])
+def test_skip_beyond_the_supported_range_is_422(client, skip):
+    assert_validation_error(client.get(f"{API}/tasks", params={"skip": skip}), "skip")
+
+
+def test_an_integer_sent_for_a_float_field_comes_back_as_a_float(client):
+    user = factories.user(client)
+    created = factories.pattern(client, user["id"], confidence=1)
+    assert created["confidence"] == 1.0
+    assert isinstance(created["confidence"], float)

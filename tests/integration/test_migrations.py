@@ -78,3 +78,11 @@ def test_service_is_ready_after_upgrade(client: Any, settings: Settings) -> None
     response = client.get("/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
+
+
+def test_the_project_migration_folder_holds_the_files_flux_dao_writes():
+    from flux_dao.migrations import ENV_PY, SCRIPT_MAKO
+
+    folder = ROOT / "migrations"
+    assert (folder / "env.py").read_text() == ENV_PY
+    assert (folder / "script.py.mako").read_text() == SCRIPT_MAKO

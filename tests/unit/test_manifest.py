@@ -227,3 +227,54 @@ def test_count_uses_the_same_filter_without_paging(statements: dict[str, Resourc
     assert "tasks.status = %(f_status)s" in sql
     assert "LIMIT" not in sql
     assert "ORDER BY" not in sql
+
+
+def test_query_parameters_that_collide_are_reported() -> None:
+    message = manifest_error(
+        manifest_with("""\
+  notes:
+    fields:
+      owner_id: {type: uuid, references: owners, required: true}
+      due_at: {type: datetime}
+    queries:
+      due:
+        kind: time_range
+        field: due_at
+        scope: [owner_id]
+        start: owner_id
+"""),
+    )
+    assert_names(message, "notes", "due")
+    assert "owner_id" in message
+
+
+def test_an_explicit_operation_id_that_repeats_a_generated_one_is_reported() -> None:
+    message = manifest_error(
+        manifest_with("""\
+  notes:
+    fields:
+      due_at: {type: datetime}
+    queries:
+      due: {kind: time_range, field: due_at, operation_id: list_notes}
+"""),
+    )
+    assert "operationId 'list_notes'" in message
+
+
+def test_a_query_whose_struct_repeats_a_generated_component_is_reported() -> None:
+    message = manifest_error(
+        manifest_with("""\
+  notes:
+    fields:
+      kind: {type: enum, values: [a, b], default: a}
+    queries:
+      page: {kind: grouped_count, group_by: kind, time_field: created_at}
+"""),
+    )
+    assert "OpenAPI component 'NotePage'" in message
+
+
+@pytest.mark.parametrize("field", ["count", "skip", "limit"])
+def test_list_parameter_names_are_reserved_for_fields(field: str) -> None:
+    message = manifest_error(manifest_with(f"  notes:\n    fields:\n      {field}: {{type: integer}}\n"))
+    assert_names(message, "notes", field)
