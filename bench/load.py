@@ -65,7 +65,7 @@ def run_wrk(url: str, requests: list[Request], headers: dict[str, str], seconds:
         script.write(_lua(requests, headers))
     try:
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
             capture_output=True,
             text=True,
             check=True,

@@ -211,6 +211,37 @@ def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux
     return results
 
 
+def growth(small: dict[str, Any], big: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """flux-dao p50 at both data sizes, side by side (target: less than 1.5x)."""
+    table = {}
+    for key in big:
+        before, after = small[key]["flux"]["p50_ms"], big[key]["flux"]["p50_ms"]
+        table[key] = {"p50_small_ms": before, "p50_big_ms": after, "factor": after / before}
+        print(f"growth {key:4} p50 {before:6.2f} ms -> {after:6.2f} ms = {after / before:.2f}x", flush=True)
+    return table
+
+
+def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str) -> dict[str, Any]:
+    """S1 on one worker and on two, alternated A B A B on the same data like the floor comparison."""
+    requests = requests_for(SCENARIOS["S1"], data)
+    with flux_server(db_url, 2) as (two, process):
+        warm(args, one, requests)
+        warm(args, two, requests)
+        runs: dict[str, list[load.Figures]] = {"one": [], "two": []}
+        for _ in range(args.rounds):
+            runs["one"].append(measure(args, one, requests))
+            runs["two"].append(measure(args, two, requests))
+        result = {name: combine(r) for name, r in runs.items()}
+        result["speedup"] = result["two"]["rps"] / result["one"]["rps"]
+        result["rss_mb_two_workers"] = rss_mb(process)
+    print(
+        f"S1 with 2 workers: {result['two']['rps']:.0f} req/s = {result['speedup']:.2f}x one worker "
+        f"({result['one']['rps']:.0f} req/s)",
+        flush=True,
+    )
+    return result
+
+
 def print_row(key: str, row: dict[str, Any]) -> None:
     flux, floor = row["flux"], row["floor"]
     target = TARGETS.get(key)
@@ -290,23 +321,15 @@ def main(argv: list[str] | None = None) -> int:
             report["runs"] = {f"{data.tasks}": run_scenarios(args, keys, data, flux, floor)}
             report["rss_mb_after_run"] = rss_mb(flux_process)
             print(f"flux-dao RSS after the run: {', '.join(f'{v:.0f} MB' for v in report['rss_mb_after_run'])}")
+            if not args.no_workers_check and "S1" in keys:
+                report["workers_2_s1"] = workers_check(args, data, db_url, flux)
             if not args.no_growth:
                 print(f"seeding scale {args.growth_scale} ...", flush=True)
                 big = asyncio.run(seed(dsn, args.growth_scale))
                 grow = [k for k in GROWTH if k in keys]
                 print(f"{big.tasks} tasks; running {', '.join(grow)}", flush=True)
                 report["runs"][f"{big.tasks}"] = run_scenarios(args, grow, big, flux, floor)
-                data = big
-        if not args.no_workers_check and "S1" in keys:
-            with flux_server(db_url, 2) as (flux2, process2):
-                requests = requests_for(SCENARIOS["S1"], data)
-                warm(args, flux2, requests)
-                two = combine([measure(args, flux2, requests) for _ in range(args.rounds)])
-                report["workers_2_s1"] = two
-                report["rss_mb_two_workers"] = rss_mb(process2)
-                last = list(report["runs"].values())[-1]["S1"]["flux"]["rps"]
-                report["workers_2_s1"]["speedup_vs_1"] = two["rps"] / last
-                print(f"S1 with 2 workers: {two['rps']:.0f} req/s = {two['rps'] / last:.2f}x one worker")
+                report["growth_p50"] = growth(report["runs"][f"{data.tasks}"], report["runs"][f"{big.tasks}"])
     finally:
         asyncio.run(admin(args.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     if not args.no_startup:

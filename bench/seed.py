@@ -71,7 +71,7 @@ async def seed(dsn: str, scale: float, seed_value: int = 42) -> Dataset:
         await conn.copy_records_to_table(
             "notification_log", records=log_rows, columns=["id", "task_id", "channel", "sent_at"]
         )
-        await conn.execute("ANALYZE")
+        await conn.execute("VACUUM ANALYZE")  # settle visibility and statistics: no autovacuum during the runs
     finally:
         await conn.close()
     return data

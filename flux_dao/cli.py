@@ -106,6 +106,9 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         access_log=False,
         loop="uvloop",
         http="httptools",
+        proxy_headers=False,  # flux-dao is reached directly by its agents; no proxy headers to trust
+        server_header=False,
+        date_header=False,
     )
 
 

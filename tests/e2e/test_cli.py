@@ -133,7 +133,7 @@ def test_makemigrations_on_an_up_to_date_manifest_creates_nothing(tmp_path: Path
 
 
 def test_installed_entry_point_checks_the_manifest(tmp_path: Path) -> None:
-    completed = subprocess.run(  # noqa: S603
+    completed = subprocess.run(
         [str(FLUX_DAO), "--manifest", str(MANIFEST), "check"],
         cwd=tmp_path,
         capture_output=True,
@@ -170,7 +170,7 @@ def test_serve_starts_migrates_and_serves_on_loopback_without_keys(tmp_path: Pat
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"SERVICE_API_KEYS", "FLUX_DAO_MANIFEST"}}
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'served.db'}"
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [str(FLUX_DAO), "--manifest", str(MANIFEST), "serve", "--port", str(port)],
         cwd=tmp_path,
         env=env,

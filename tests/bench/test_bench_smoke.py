@@ -1,0 +1,32 @@
+"""The benchmark runs end to end in its tiny mode, so it never rots. No timing is asserted here."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PG_DSN, ROOT
+
+
+@pytest.mark.postgres
+def test_tiny_benchmark_runs_every_scenario_and_saves_its_figures(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--dsn", PG_DSN, "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    [saved] = list(tmp_path.glob("bench-*-tiny.json"))
+    report = json.loads(saved.read_text())
+    [run] = report["runs"].values()
+    assert set(run) == {"S1", "S2", "S2b", "S3", "S4", "S5", "S6", "S7"}
+    for row in run.values():
+        assert row["flux"]["requests"] > 0
+        assert row["flux"]["non_2xx"] == 0
+        assert row["floor"]["non_2xx"] == 0
+    assert report["rss_mb_after_run"]
+    assert set(report["startup_s"]) == {"6 resources", "100 resources"}
