@@ -87,6 +87,9 @@ class DatabaseSettings:
     """Seconds to establish a new database connection (env ``DB_CONNECT_TIMEOUT``)."""
     pool_recycle: int = 3600
     """Seconds after which a pooled connection is replaced (env ``DB_POOL_RECYCLE``)."""
+    statement_timeout: float = 5.0
+    """Seconds one SQL statement may run on PostgreSQL before it is cancelled and answered with 503
+    (env ``DB_STATEMENT_TIMEOUT``; 0 disables)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "DatabaseSettings":
@@ -97,6 +100,7 @@ class DatabaseSettings:
             pool_timeout=_float(env, "DB_POOL_TIMEOUT", cls.pool_timeout),
             connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", cls.connect_timeout),
             pool_recycle=_int(env, "DB_POOL_RECYCLE", cls.pool_recycle),
+            statement_timeout=_float(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout),
         )
 
 
@@ -110,6 +114,8 @@ class Settings:
     """The resources manifest (env ``FLUX_DAO_MANIFEST``); its migrations live in ``migrations/`` beside it."""
     api_keys: tuple[str, ...] = ()
     """Accepted ``X-Flux-Service-Key`` values (env ``SERVICE_API_KEYS``). Empty means open: loopback only."""
+    max_body: int = 1024 * 1024
+    """Largest request body accepted, in bytes; larger bodies are answered 413 (env ``FLUX_DAO_MAX_BODY``)."""
     api_prefix: str = "/api/v1"
     """Path prefix of every resource route."""
     log_level: str = "INFO"
@@ -129,5 +135,6 @@ class Settings:
             database=DatabaseSettings.from_env(env),
             manifest_path=Path(manifest).resolve() if manifest else default_manifest_path(),
             api_keys=parse_api_keys(env.get("SERVICE_API_KEYS")),
+            max_body=_int(env, "FLUX_DAO_MAX_BODY", cls.max_body),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         )

@@ -197,7 +197,11 @@ class Database:
                 max_inactive_connection_lifetime=s.pool_recycle,
                 timeout=s.connect_timeout,
                 statement_cache_size=_STATEMENT_CACHE_SIZE,
-                server_settings={"application_name": "flux-dao", "timezone": "UTC"},
+                server_settings={
+                    "application_name": "flux-dao",
+                    "timezone": "UTC",
+                    "statement_timeout": str(int(s.statement_timeout * 1000)),
+                },
                 init=self._on_postgres_connect,
                 reset=self._on_postgres_release,
             )

@@ -134,9 +134,13 @@ class ResourceStatements:
             if self.touches_updated_at:
                 values["updated_at"] = sa.bindparam("v_updated_at", type_=self.table.c.updated_at.type)
             pk = self.table.c.id
-            if self.postgres:  # one array parameter: the same prepared statement for any number of ids
-                ids = pk == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(pk.type)))
-            else:
+            if self.postgres:
+                # One array parameter (one prepared statement for any number of ids), and the rows locked in id
+                # order first, so concurrent bulk updates over overlapping ids queue instead of deadlocking.
+                listed = pk == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(pk.type)))
+                locked = sa.select(pk).where(listed).order_by(pk).with_for_update()
+                ids = pk.in_(locked)
+            else:  # SQLite has one writer at a time: no lock order to keep
                 ids = pk.in_(sa.bindparam("ids", expanding=True))
             stmt = sa.update(self.table).where(ids).values(values)
             self._queries[name] = stmt

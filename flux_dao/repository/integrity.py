@@ -41,6 +41,8 @@ class Violation(enum.StrEnum):
     CHECK = "check"
     DATA = "data"
     UNAVAILABLE = "unavailable"
+    RETRYABLE = "retryable"
+    """A deadlock or serialization failure: the statement was rolled back and may simply be run again."""
     SCHEMA = "schema"
     """The table or column is missing: the database is not migrated to this manifest."""
     OTHER = "other"
@@ -52,7 +54,7 @@ _PG_CODES = {
     "23502": Violation.NOT_NULL,
     "23514": Violation.CHECK,
 }
-_PG_UNAVAILABLE_PREFIXES = ("08", "53", "57", "40")  # connection, resources, operator intervention, tx rollback
+_PG_UNAVAILABLE_PREFIXES = ("08", "53", "57", "40")  # connection, resources, timeouts/shutdown, tx rollback
 _SQLITE_NAMES = {
     "SQLITE_CONSTRAINT_UNIQUE": Violation.UNIQUE,
     "SQLITE_CONSTRAINT_PRIMARYKEY": Violation.UNIQUE,
@@ -95,6 +97,8 @@ def _classify_sqlstate(code: str) -> Violation:
         return Violation.SCHEMA
     if code.startswith("22"):
         return Violation.DATA
+    if code in {"40001", "40P01"}:  # serialization failure, deadlock detected
+        return Violation.RETRYABLE
     if code.startswith(_PG_UNAVAILABLE_PREFIXES):
         return Violation.UNAVAILABLE
     return Violation.OTHER

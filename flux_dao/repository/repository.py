@@ -9,7 +9,7 @@ NUL characters) before they are sent, and every failure leaves as a ``flux_dao.e
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -27,6 +27,9 @@ from flux_dao.types import Row, StructType
 __all__ = ("Catalog", "ListResult", "ResourceRepository", "as_utc")
 
 T = TypeVar("T")
+
+WRITE_ATTEMPTS: Final = 3
+"""Tries for a write that hit a deadlock or serialization failure."""
 
 _TEXT_TYPES = frozenset({"string", "enum", "json", "list"})
 
@@ -254,15 +257,23 @@ class ResourceRepository:
     async def _writing(
         self, run: Callable[[Connection], Awaitable[T]], values: Row, row_id: UUID | None, *, deleting: bool = False
     ) -> T:
-        """Run one write; constraint failures are diagnosed into errors naming their cause."""
-        try:
-            async with self.db.writing() as conn:
-                return await run(conn)
-        except Exception as exc:
-            violation = classify(exc)
-            if violation in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
-                raise await self._diagnose(violation, values, row_id, deleting=deleting) from exc
-            raise self._translate(exc) from exc
+        """Run one write; constraint failures are diagnosed into errors naming their cause.
+
+        A deadlock or serialization failure rolled the statement back; it is run again, up to ``WRITE_ATTEMPTS``
+        times, then answered as unavailable (503 with Retry-After).
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self.db.writing() as conn:
+                    return await run(conn)
+            except Exception as exc:
+                violation = classify(exc)
+                if violation is Violation.RETRYABLE and attempt < WRITE_ATTEMPTS:
+                    continue
+                if violation in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
+                    raise await self._diagnose(violation, values, row_id, deleting=deleting) from exc
+                raise self._translate(exc) from exc
+        raise AssertionError  # pragma: no cover (the loop always returns or raises)
 
     async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None, *, deleting: bool) -> Exception:
         catalog = self.catalog
@@ -279,7 +290,7 @@ class ResourceRepository:
         if isinstance(exc, InvalidInputError | NotFoundError | DatabaseUnavailableError):
             return exc
         violation = classify(exc)
-        if violation is Violation.UNAVAILABLE:
+        if violation in {Violation.UNAVAILABLE, Violation.RETRYABLE}:
             return DatabaseUnavailableError(f"The database is unavailable ({type(exc).__name__}); retry shortly.")
         if violation is Violation.SCHEMA:
             return DatabaseUnavailableError(

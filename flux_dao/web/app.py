@@ -21,4 +21,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     resources = build_resources(manifest)
     db = Database(settings.database)
     plugin = FluxDaoPlugin(settings, resources, db, migration_heads(settings.migrations_dir))
-    return Litestar(plugins=[plugin], openapi_config=openapi_config(__version__))
+    return Litestar(
+        plugins=[plugin], openapi_config=openapi_config(__version__), request_max_body_size=settings.max_body
+    )

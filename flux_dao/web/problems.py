@@ -49,6 +49,7 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "unauthorized": (401, "Missing or unknown service key"),
     "not-found": (404, "Resource not found"),
     "method-not-allowed": (405, "Method not allowed"),
+    "payload-too-large": (413, "Request body too large"),
     "conflict": (409, "Conflict with stored data"),
     "duplicate": (409, "Unique value already taken"),
     "missing-reference": (409, "Referenced row does not exist"),
@@ -196,7 +197,7 @@ def _repository_handler(_: Request[Any, Any, Any], exc: RepositoryError) -> Resp
     return problem_response(slug, exc.detail, headers=headers, **exc.extra)
 
 
-_HTTP_SLUGS: Final = {401: "unauthorized", 404: "not-found", 405: "method-not-allowed"}
+_HTTP_SLUGS: Final = {401: "unauthorized", 404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
 
 
 def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
