@@ -9,6 +9,7 @@ from flux_dao.web.app import create_app
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, make_settings
 from tests.factories import API
+from tests.problems import assert_problem
 
 SOME_ID = "01900000-0000-7000-8000-0000000000cc"
 UNREACHABLE_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/x"
@@ -28,17 +29,6 @@ ROUTES = [
     ("POST", "tasks/bulk-update-state", None, {"task_ids": [SOME_ID], "new_status": "done"}),
 ]
 ROUTE_IDS = [f"{m} {p.replace(SOME_ID, '{id}')}" for m, p, _, _ in ROUTES]
-
-
-def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:flux-dao:problem:{slug}"
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    return body  # type: ignore[no-any-return]
 
 
 def call(client: Any, method: str, path: str, params: Any, body: Any, **kwargs: Any) -> Any:

@@ -11,6 +11,7 @@ import pytest
 
 from tests import factories
 from tests.factories import API
+from tests.problems import assert_problem
 
 UNKNOWN_ID = "01900000-0000-7000-8000-0000000000ff"
 UTC_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -285,17 +286,6 @@ def assert_stored(res: Resource, sent: dict[str, Any], row: dict[str, Any]) -> N
             assert instant(row[name]) == instant(value), (name, row[name])
         else:
             assert row[name] == value, (name, row[name])
-
-
-def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:flux-dao:problem:{slug}"
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    return body  # type: ignore[no-any-return]
 
 
 def assert_not_found(response: Any, res: Resource, row_id: str) -> None:

@@ -4,21 +4,9 @@ import pytest
 
 from tests import factories
 from tests.factories import API
+from tests.problems import assert_problem
 
 MISSING_ID = "01900000-0000-7000-8000-0000000000aa"
-
-
-def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:flux-dao:problem:{slug}"
-    assert body["status"] == status
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body  # type: ignore[no-any-return]
 
 
 def assert_validation_error(response: Any, field: str | None = None) -> dict[str, Any]:
