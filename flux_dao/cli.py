@@ -83,7 +83,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
     from flux_dao.migrations import upgrade  # noqa: PLC0415
 
     settings = _settings(ctx)
-    if not settings.api_keys:
+    if not settings.has_keys:
         if not is_loopback(host):
             msg = (
                 f"refusing to serve on {host} without service keys: set SERVICE_API_KEYS "
@@ -109,6 +109,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         proxy_headers=False,  # flux-dao is reached directly by its agents; no proxy headers to trust
         server_header=False,
         date_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace,  # SIGTERM: stop accepting, finish in-flight requests
     )
 
 

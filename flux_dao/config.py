@@ -8,10 +8,18 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Final
 
-__all__ = ("DEFAULT_DATABASE_URL", "DatabaseSettings", "Settings", "default_manifest_path", "parse_api_keys")
+__all__ = (
+    "DEFAULT_DATABASE_URL",
+    "DatabaseSettings",
+    "Exposure",
+    "Settings",
+    "default_manifest_path",
+    "parse_api_keys",
+)
 
 DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///./flux_dao.db"
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
@@ -73,6 +81,33 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(msg) from exc
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+
+
+class Exposure(str, Enum):
+    """Who may read an operational endpoint (the OpenAPI document and docs UI, or ``/metrics``)."""
+
+    AUTO = "auto"
+    """Clients on a loopback address without a key, everyone else with a valid service key."""
+    PUBLIC = "public"
+    """Everyone, without a key."""
+    KEY = "key"
+    """Only requests carrying a valid service key (any scope)."""
+    OFF = "off"
+    """Not served at all."""
+
+
+def _exposure(env: Mapping[str, str], name: str) -> Exposure:
+    raw = (env.get(name) or Exposure.AUTO.value).strip().lower()
+    try:
+        return Exposure(raw)
+    except ValueError as exc:
+        allowed = "|".join(e.value for e in Exposure)
+        msg = f"{name} must be one of {allowed}, got {raw!r}"
+        raise ValueError(msg) from exc
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     """How to reach the database."""
@@ -113,7 +148,25 @@ class Settings:
     manifest_path: Path = field(default_factory=default_manifest_path)
     """The resources manifest (env ``FLUX_DAO_MANIFEST``); its migrations live in ``migrations/`` beside it."""
     api_keys: tuple[str, ...] = ()
-    """Accepted ``X-Flux-Service-Key`` values (env ``SERVICE_API_KEYS``). Empty means open: loopback only."""
+    """Accepted ``X-Flux-Service-Key`` values with full access (env ``SERVICE_API_KEYS``). With no keys at all (and no
+    keys file) the API is open and ``flux-dao serve`` only binds loopback."""
+    keys_file: Path | None = None
+    """YAML file of named keys with scopes (env ``FLUX_DAO_KEYS_FILE``); see ``flux_dao.web.keys``."""
+    rate_limit: float = 0.0
+    """Requests per second each key may make, per worker; 0 turns the limit off (env ``FLUX_DAO_RATE_LIMIT``)."""
+    rate_burst: int = 0
+    """Requests a key may make at once before the rate applies; 0 means one second's worth
+    (env ``FLUX_DAO_RATE_BURST``)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins browsers may call the API from (env ``FLUX_DAO_CORS_ORIGINS``, comma-separated); empty: CORS off."""
+    docs: Exposure = Exposure.AUTO
+    """Who may read ``/schema`` (env ``FLUX_DAO_DOCS``: auto, public, key or off)."""
+    metrics: Exposure = Exposure.AUTO
+    """Who may scrape ``/metrics`` (env ``FLUX_DAO_METRICS``: auto, public, key or off)."""
+    shutdown_grace: float = 10.0
+    """Seconds in-flight requests get to finish after SIGTERM (env ``FLUX_DAO_SHUTDOWN_GRACE``)."""
+    log_format: str = "json"
+    """``json`` (one object per line) or ``text`` (env ``FLUX_DAO_LOG_FORMAT``)."""
     max_body: int = 1024 * 1024
     """Largest request body accepted, in bytes; larger bodies are answered 413 (env ``FLUX_DAO_MAX_BODY``)."""
     api_prefix: str = "/api/v1"
@@ -135,6 +188,27 @@ class Settings:
             database=DatabaseSettings.from_env(env),
             manifest_path=Path(manifest).resolve() if manifest else default_manifest_path(),
             api_keys=parse_api_keys(env.get("SERVICE_API_KEYS")),
+            keys_file=Path(keys_file).resolve() if (keys_file := env.get("FLUX_DAO_KEYS_FILE")) else None,
+            rate_limit=_float(env, "FLUX_DAO_RATE_LIMIT", cls.rate_limit),
+            rate_burst=_int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst),
+            cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
+            docs=_exposure(env, "FLUX_DAO_DOCS"),
+            metrics=_exposure(env, "FLUX_DAO_METRICS"),
+            shutdown_grace=_float(env, "FLUX_DAO_SHUTDOWN_GRACE", cls.shutdown_grace),
             max_body=_int(env, "FLUX_DAO_MAX_BODY", cls.max_body),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_format=_log_format(env),
         )
+
+    @property
+    def has_keys(self) -> bool:
+        """Whether the API asks for a service key (``SERVICE_API_KEYS`` or a keys file is set)."""
+        return bool(self.api_keys) or self.keys_file is not None
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    raw = (env.get("FLUX_DAO_LOG_FORMAT") or "json").strip().lower()
+    if raw not in {"json", "text"}:
+        msg = f"FLUX_DAO_LOG_FORMAT must be json or text, got {raw!r}"
+        raise ValueError(msg)
+    return raw
