@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
@@ -85,7 +85,7 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
 
 
-class Exposure(str, Enum):
+class Exposure(StrEnum):
     """Who may read an operational endpoint (the OpenAPI document and docs UI, or ``/metrics``)."""
 
     AUTO = "auto"
