@@ -163,7 +163,7 @@ class Settings:
     """Who may read ``/schema`` (env ``FLUX_DAO_DOCS``: auto, public, key or off)."""
     metrics: Exposure = Exposure.AUTO
     """Who may scrape ``/metrics`` (env ``FLUX_DAO_METRICS``: auto, public, key or off)."""
-    shutdown_grace: float = 10.0
+    shutdown_grace: int = 10
     """Seconds in-flight requests get to finish after SIGTERM (env ``FLUX_DAO_SHUTDOWN_GRACE``)."""
     log_format: str = "json"
     """``json`` (one object per line) or ``text`` (env ``FLUX_DAO_LOG_FORMAT``)."""
@@ -194,7 +194,7 @@ class Settings:
             cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),
-            shutdown_grace=_float(env, "FLUX_DAO_SHUTDOWN_GRACE", cls.shutdown_grace),
+            shutdown_grace=_int(env, "FLUX_DAO_SHUTDOWN_GRACE", cls.shutdown_grace),
             max_body=_int(env, "FLUX_DAO_MAX_BODY", cls.max_body),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=_log_format(env),
