@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from flux_dao.config import Settings
+from flux_dao.config import Exposure, Settings
 from flux_dao.errors import ManifestError
+from flux_dao.logs import configure_logging, logging_config
 from flux_dao.manifest.spec import Manifest
 
 __all__ = ("main",)
@@ -54,9 +55,9 @@ def main(ctx: click.Context, manifest: Path | None) -> None:
     Example:
         flux-dao serve            # SQLite ./flux_dao.db on 127.0.0.1:8001
     """
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if manifest is not None:
@@ -78,9 +79,12 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
     Example:
         SERVICE_API_KEYS=k1,k2 DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/flux flux-dao serve --host 0.0.0.0
     """
+    import signal  # noqa: PLC0415
+
     import uvicorn  # noqa: PLC0415 (only serve needs the server)
 
     from flux_dao.migrations import upgrade  # noqa: PLC0415
+    from flux_dao.web.observability import share_metrics  # noqa: PLC0415
 
     settings = _settings(ctx)
     if not settings.has_keys:
@@ -91,11 +95,16 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
             )
             raise click.ClickException(msg)
         logger.warning("no SERVICE_API_KEYS configured: the API is open on loopback only (%s)", host)
-    _load_or_exit(settings)
+    manifest = _load_or_exit(settings)
+    _check_keys(settings, manifest)
     if not no_migrate:
         upgrade(settings)
         logger.info("database is at the migration head")
     os.environ["FLUX_DAO_MANIFEST"] = str(settings.manifest_path)  # workers rebuild settings from the environment
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with the
+    # default one the process would die of it (exit -15) after a clean shutdown. Exit 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    share_metrics(workers)  # several workers: one metrics folder, summed on every scrape; removed at exit
     uvicorn.run(
         "flux_dao.web.app:create_app",
         factory=True,
@@ -103,7 +112,8 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # flux-dao writes its own request log (flux_dao.access)
+        log_config=logging_config(settings.log_level, settings.log_format),
         loop="uvloop",
         http="httptools",
         proxy_headers=False,  # flux-dao is reached directly by its agents; no proxy headers to trust
@@ -173,10 +183,20 @@ def openapi(ctx: click.Context, indent: int) -> None:
     """
     from flux_dao.web.app import create_app  # noqa: PLC0415
 
-    settings = _settings(ctx)
+    settings = replace(_settings(ctx), docs=Exposure.PUBLIC)  # the document exists whoever may read it online
     _load_or_exit(settings)
     app = create_app(settings)
     click.echo(json.dumps(app.openapi_schema.to_schema(), indent=indent))
+
+
+def _check_keys(settings: Settings, manifest: "Manifest") -> None:
+    """Refuse to start on a bad keys file before any worker does (each would fail the same way)."""
+    from flux_dao.web.keys import KeysFileError, build_keyring  # noqa: PLC0415
+
+    try:
+        build_keyring(settings.api_keys, settings.keys_file, frozenset(e.name for e in manifest.entities))
+    except KeysFileError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _load_or_exit(settings: Settings) -> "Manifest":

@@ -14,9 +14,12 @@ depends on the backend:
 Errors are left as the driver raised them; ``repository.integrity.classify`` reads both kinds.
 """
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import msgspec
@@ -29,7 +32,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
 
-__all__ = ("Connection", "Database")
+__all__ = ("Connection", "Database", "PoolStats", "connection_lost")
 
 _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _STATEMENT_CACHE_SIZE = 1024
@@ -145,8 +148,33 @@ class _SQLAlchemyConnection:
         return int(result.rowcount)
 
 
+_LINK_FAILURES = (TimeoutError, OSError, asyncpg.PostgresConnectionError)
+"""Failures after which a connection's protocol state is unknown (a statement may still be on the wire)."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the link to the database broke (reset, closed, refused), as opposed to it being slow.
+
+    After such a failure a read may be run again on a new connection; a write may not (it may have committed).
+    """
+    return isinstance(exc, OSError | asyncpg.PostgresConnectionError) and not isinstance(exc, TimeoutError)
+
+
 class _PooledConnection:
-    """``async with``: borrow an asyncpg connection for the block (a class: cheaper than a generator per request)."""
+    """``async with``: borrow an asyncpg connection for the block (a class: cheaper than a generator per request).
+
+    A connection whose statement timed out on the client side or whose link failed is closed rather than pooled
+    again: on a stalled network asyncpg's cancel request cannot get through either, and the next request would
+    wait for that cancellation and then read a late answer. A broken link also retires every other pooled
+    connection (the server restarted, or the network between dropped them): each is replaced on its next use
+    instead of failing one request apiece. Returning a connection is never allowed to fail a
+    block that succeeded: the statement's outcome stands, and a connection that cannot be returned is closed.
+
+    A request cancelled mid-statement (a shutdown's grace period is over) is different: the link is fine and asyncpg
+    has sent the server a cancel request. Closing the socket at once would leave the statement running on the server,
+    to commit later although the client was told it failed, so the release waits (a connect timeout at most) for the
+    server to acknowledge the cancel; asyncpg closes the connection if it does not.
+    """
 
     __slots__ = ("_conn", "_db")
 
@@ -158,8 +186,29 @@ class _PooledConnection:
         self._conn = await self._db.acquire()
         return _AsyncpgConnection(self._conn, self._db._compiled, self._db._pg_dialect)
 
-    async def __aexit__(self, *_: object) -> None:
-        await self._db.release(self._conn)
+    async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        conn, self._conn = self._conn, None
+        if isinstance(exc, _LINK_FAILURES):
+            with contextlib.suppress(asyncpg.InterfaceError):  # asyncpg pooled it already if it saw the link close
+                conn.terminate()  # back to the pool as an empty slot: the next acquire opens a fresh connection
+            if connection_lost(exc):
+                await self._db.expire()
+        try:
+            if isinstance(exc, asyncio.CancelledError):
+                await self._db.release(conn, wait_at_most=self._db.settings.connect_timeout)
+            else:
+                await self._db.release(conn)
+        except Exception:  # noqa: BLE001 (asyncpg terminated it on the way; the statement's outcome stands)
+            return
+
+
+class PoolStats(NamedTuple):
+    """A pool's connections: open, serving a request, at most; requests waiting for one (None: not counted)."""
+
+    connections: int
+    in_use: int
+    max_size: int
+    waiting: int | None
 
 
 class Database:
@@ -170,6 +219,8 @@ class Database:
         url = make_url(settings.url)
         self.dialect = url.get_backend_name()
         self._pool: asyncpg.Pool | None = None
+        self.waiting = 0
+        """Requests waiting for a pooled asyncpg connection (a free one, or one being opened), for /metrics."""
         self._compiled: dict[int, tuple[ClauseElement, _Compiled]] = {}
         self._pg_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -196,6 +247,7 @@ class Database:
                 max_size=s.pool_size,
                 max_inactive_connection_lifetime=s.pool_recycle,
                 timeout=s.connect_timeout,
+                command_timeout=self._command_timeout(),
                 statement_cache_size=_STATEMENT_CACHE_SIZE,
                 server_settings={
                     "application_name": "flux-dao",
@@ -206,10 +258,27 @@ class Database:
                 reset=self._on_postgres_release,
             )
 
+    def _command_timeout(self) -> float | None:
+        """Client-side limit on one statement: the server's ``statement_timeout`` plus a connect timeout's margin.
+
+        The server cancels a slow statement itself (a clear 57014); this limit only bites when no answer can come
+        at all (a stalled network, a frozen server), which would otherwise hold the request forever.
+        """
+        s = self.settings
+        return s.statement_timeout + s.connect_timeout if s.statement_timeout > 0 else None
+
     async def dispose(self) -> None:
-        """Close every pooled connection (shutdown)."""
+        """Close every pooled connection, telling the server goodbye (shutdown).
+
+        uvicorn runs this after its grace period, when any request still running has been cancelled and its
+        connection is on its way back (see ``_PooledConnection``). A pool that cannot close within two connect
+        timeouts (an unreachable server) has every connection terminated instead, so shutdown never hangs.
+        """
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=2 * self.settings.connect_timeout)
+            except TimeoutError:  # close() terminated every connection on its way out
+                logging.getLogger("flux_dao").warning("database connections did not close in time: terminated")
             self._pool = None
         if self.engine is not None:
             await self.engine.dispose()
@@ -244,12 +313,32 @@ class Database:
         pool: Any = self._pool
         if pool.get_idle_size():  # a connected, free connection is queued: taking it cannot wait
             return await pool.acquire()
-        return await pool.acquire(timeout=self.settings.pool_timeout)
+        self.waiting += 1
+        try:
+            return await pool.acquire(timeout=self.settings.pool_timeout)
+        finally:
+            self.waiting -= 1
 
-    async def release(self, conn: Any) -> None:
-        """Give a connection back to the pool."""
+    async def expire(self) -> None:
+        """Retire every pooled connection: idle ones are replaced when next taken, busy ones when given back."""
         if self._pool is not None:
-            await self._pool.release(conn)
+            await self._pool.expire_connections()
+
+    async def release(self, conn: Any, wait_at_most: float | None = None) -> None:
+        """Give a connection back to the pool (taking at most ``wait_at_most`` seconds, else asyncpg closes it)."""
+        if self._pool is not None:
+            await self._pool.release(conn, timeout=wait_at_most)
+
+    def pool_stats(self) -> PoolStats:
+        """This worker's pool right now, for /metrics."""
+        if self._pool is not None:
+            size = self._pool.get_size()
+            return PoolStats(size, size - self._pool.get_idle_size(), self.settings.pool_size, self.waiting)
+        if self.engine is not None:
+            pool: Any = self.engine.pool  # a QueuePool: checkedout() counts connections lent out
+            in_use = pool.checkedout()
+            return PoolStats(in_use + pool.checkedin(), in_use, self.settings.pool_size, None)
+        return PoolStats(0, 0, self.settings.pool_size, 0)
 
     def _sqlalchemy_options(self) -> dict[str, Any]:
         s = self.settings

@@ -13,10 +13,12 @@ __all__ = (
     "DuplicateError",
     "FieldError",
     "FluxDaoError",
+    "ForbiddenError",
     "InvalidInputError",
     "ManifestError",
     "MissingReferenceError",
     "NotFoundError",
+    "RateLimitedError",
     "RepositoryError",
     "RestrictedDeleteError",
 )
@@ -78,3 +80,20 @@ class InvalidInputError(FluxDaoError):
     def __init__(self, errors: Sequence[FieldError]) -> None:
         self.errors = tuple(errors)
         super().__init__("; ".join(str(e) for e in self.errors))
+
+
+class ForbiddenError(FluxDaoError):
+    """A known service key without the scope the request needs (HTTP 403)."""
+
+    def __init__(self, key_name: str, scope: str) -> None:
+        super().__init__(f"The service key {key_name!r} lacks the scope {scope}.")
+        self.key_name = key_name
+        self.scope = scope
+
+
+class RateLimitedError(FluxDaoError):
+    """A caller over its request rate (HTTP 429); ``retry_after`` is in whole seconds."""
+
+    def __init__(self, caller: str, retry_after: int) -> None:
+        super().__init__(f"Too many requests from {caller!r}; retry after {retry_after} s.")
+        self.retry_after = retry_after

@@ -11,10 +11,10 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 import msgspec
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import JSONBody
 
+from flux_dao.generator.bodies import json_body, strict_body
 from flux_dao.generator.names import GENERATED_MODULE, query_operation_id, query_struct_name
 from flux_dao.generator.resources import Resource
 from flux_dao.generator.signatures import query as query_parameter
@@ -131,7 +131,10 @@ def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query:
         query_struct_name(entity, name, "Result"), [(query.result, int)], module=GENERATED_MODULE
     )
 
-    async def handler(data: JSONBody[body]) -> result:  # type: ignore[valid-type]
+    documented, strict = json_body(body), strict_body(body)
+
+    async def handler(data: documented, request: Request[Any, Any, Any]) -> result:  # type: ignore[valid-type]
+        data = await strict(request)
         ids = tuple(getattr(data, query.ids))
         count = await repo.bulk_update(BulkUpdatePlan(query=name, ids=ids, value=getattr(data, query.value)))
         return result(count)

@@ -11,11 +11,14 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 import msgspec
-from litestar import Response, Router, delete, get, patch, post
+from litestar import HttpMethod, Request, Response, Router, delete, get, patch, post, route
+from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import JSONBody, PathParameter
+from litestar.params import PathParameter
 from msgspec import UNSET
 
+from flux_dao.errors import FieldError, InvalidInputError
+from flux_dao.generator.bodies import json_body, strict_body
 from flux_dao.generator.names import operation_id
 from flux_dao.generator.queries import query_handlers
 from flux_dao.generator.resources import Resource
@@ -55,7 +58,33 @@ def build_router(resource: Resource, repo: ResourceRepository, api_prefix: str) 
     location = f"{api_prefix}/{entity.path}"
     handlers = [builders[op](resource, repo, location) for op in entity.operations]
     handlers += query_handlers(resource, repo)
-    return Router(path=f"/{entity.path}", route_handlers=handlers, tags=[entity.path or entity.name])
+    return Router(
+        path=f"/{entity.path}",
+        route_handlers=[*_options_handlers(handlers), *handlers],
+        tags=[entity.path or entity.name],
+        opt={"resource": entity.name},  # what the access check grants scopes on (``tasks:read``...)
+    )
+
+
+def _options_handlers(handlers: list[HTTPRouteHandler]) -> list[HTTPRouteHandler]:
+    """One OPTIONS handler per path, whose ``Allow`` lists every method served on that path.
+
+    Litestar makes its automatic OPTIONS handler when it registers the first handler of a path, and that handler
+    keeps listing only the methods known then (``Allow: GET, OPTIONS`` on a path that also takes POST). Registered
+    before the others, these take its place.
+    """
+    methods: dict[str, set[str]] = {}
+    for handler in handlers:
+        for path in handler.paths:
+            methods.setdefault(path, {"OPTIONS"}).update(handler.http_methods)
+    return [_options_handler(path, ", ".join(sorted(allowed))) for path, allowed in methods.items()]
+
+
+def _options_handler(path: str, allow: str) -> HTTPRouteHandler:
+    async def options() -> Response[None]:
+        return Response(None, status_code=204, headers={"Allow": allow}, media_type=MediaType.TEXT)
+
+    return route(path, http_method=[HttpMethod.OPTIONS], include_in_schema=False)(options)
 
 
 def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRouteHandler:
@@ -68,6 +97,8 @@ def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPR
         skip: int = params[SKIP]
         limit: int = params[LIMIT]
         filters = tuple((name, value) for name, arg in filter_args if (value := params[arg]) is not None)
+        if len(filters) < len(filter_args):
+            _refuse_null_filters(params["request"], filter_args, params)
         result = await repo.list_page(ListPlan(filters=filters, offset=skip, limit=limit, count=params[COUNT]))
         return page_type(
             items=result.items,
@@ -79,6 +110,7 @@ def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPR
         )
 
     parameters = [
+        keyword("request", Request[Any, Any, Any]),
         query("skip", int, 0, ge=0, le=MAX_SKIP, description="Rows to skip."),
         query("limit", int, DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (1..{MAX_LIMIT})."),
         query(
@@ -104,6 +136,20 @@ def _list_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPR
     )(list_rows)
 
 
+def _refuse_null_filters(
+    request: Request[Any, Any, Any], filter_args: tuple[tuple[str, str], ...], params: dict[str, Any]
+) -> None:
+    """Refuse a filter sent as ``null`` rather than drop it.
+
+    Lax conversion reads ``?goal_id=null`` as None, which would otherwise mean "no filter" and answer every row.
+    """
+    sent = request.query_params
+    nulls = [name for name, arg in filter_args if params[arg] is None and name in sent]
+    if nulls:
+        message = "is not a value this filter can match; leave the parameter out to not filter"
+        raise InvalidInputError([FieldError(name, message) for name in nulls])
+
+
 def _get_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRouteHandler:
     read = resource.schemas.read
     path, id_param = _id_parameter(resource)
@@ -123,9 +169,10 @@ def _get_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTTPRo
 
 def _create_handler(resource: Resource, repo: ResourceRepository, location: str) -> HTTPRouteHandler:
     create, read = resource.schemas.create, resource.schemas.read
+    documented, body = json_body(create), strict_body(create)
 
-    async def create_row(data: JSONBody[create]) -> Response[read]:  # type: ignore[valid-type]
-        row = await repo.create(msgspec.structs.asdict(data))
+    async def create_row(data: documented, request: Request[Any, Any, Any]) -> Response[read]:  # type: ignore[valid-type]
+        row = await repo.create(msgspec.structs.asdict(await body(request)))
         return Response(row, status_code=201, headers={"Location": f"{location}/{row.id}"})  # type: ignore[attr-defined]
 
     return post(
@@ -146,13 +193,15 @@ def _update_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTT
 
     path, id_param = _id_parameter(resource)
 
+    strict = strict_body(update)
+
     async def update_row(**params: Any) -> Any:
-        data = params["data"]
+        data = await strict(params["request"])
         changes = {name: value for name in fields if (value := getattr(data, name)) is not UNSET}
         return await repo.update(params[id_param.name], changes)
 
-    body = keyword("data", JSONBody[update])  # type: ignore[misc,valid-type]
-    set_signature(update_row, [id_param, body], read)
+    body = keyword("data", json_body(update))
+    set_signature(update_row, [id_param, body, keyword("request", Request[Any, Any, Any])], read)
     return patch(
         path,
         operation_id=operation_id("update", resource.entity),

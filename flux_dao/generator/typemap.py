@@ -69,6 +69,9 @@ def lookup(spec: FieldSpec) -> TypeInfo:
     return _TYPES[spec.type]
 
 
+_SCHEMA_KEYS: Final = {"ge": "minimum", "le": "maximum", "min_length": "min_length", "max_length": "max_length"}
+
+
 def annotated_type(spec: FieldSpec, enum_type: type[enum.StrEnum] | None) -> Any:
     """The request-side type: the Python type wrapped in the field's msgspec constraints.
 
@@ -87,4 +90,9 @@ def annotated_type(spec: FieldSpec, enum_type: type[enum.StrEnum] | None) -> Any
     if spec.description:
         meta["description"] = spec.description
     meta = {k: v for k, v in meta.items() if v is not None}
+    # Litestar leaves a bound of 0 out of the OpenAPI document (it tests the value, not its presence): say those
+    # explicitly, so `ge: 0.0` documents `minimum: 0` as the service enforces it
+    zero_bounds = {_SCHEMA_KEYS[k]: v for k, v in meta.items() if k in _SCHEMA_KEYS and v == 0}
+    if zero_bounds:
+        meta["extra_json_schema"] = {"extra": zero_bounds}
     return Annotated[base, msgspec.Meta(**meta)] if meta else base

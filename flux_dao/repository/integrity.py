@@ -29,7 +29,7 @@ from flux_dao.errors import (
 )
 from flux_dao.manifest.spec import EntitySpec
 
-__all__ = ("Dependents", "Violation", "blocking_paths", "classify", "diagnose_delete", "diagnose_write")
+__all__ = ("Dependents", "Violation", "blocking_paths", "classify", "diagnose_delete", "diagnose_write", "refusal")
 
 
 class Violation(enum.StrEnum):
@@ -45,6 +45,8 @@ class Violation(enum.StrEnum):
     """A deadlock or serialization failure: the statement was rolled back and may simply be run again."""
     SCHEMA = "schema"
     """The table or column is missing: the database is not migrated to this manifest."""
+    REFUSED = "refused"
+    """A rule in the database itself refused the write (a trigger's RAISE); nothing of the statement was applied."""
     OTHER = "other"
 
 
@@ -61,6 +63,7 @@ _SQLITE_NAMES = {
     "SQLITE_CONSTRAINT_FOREIGNKEY": Violation.FOREIGN_KEY,
     "SQLITE_CONSTRAINT_NOTNULL": Violation.NOT_NULL,
     "SQLITE_CONSTRAINT_CHECK": Violation.CHECK,
+    "SQLITE_CONSTRAINT_TRIGGER": Violation.REFUSED,  # RAISE(ABORT|FAIL|ROLLBACK, ...) in a trigger
     "SQLITE_BUSY": Violation.UNAVAILABLE,
     "SQLITE_LOCKED": Violation.UNAVAILABLE,
     "SQLITE_TOOBIG": Violation.DATA,
@@ -95,6 +98,8 @@ def _classify_sqlstate(code: str) -> Violation:
         return _PG_CODES[code]
     if code in {"42P01", "42703"}:  # undefined table / column
         return Violation.SCHEMA
+    if code == "P0001":  # RAISE EXCEPTION in a trigger or function
+        return Violation.REFUSED
     if code.startswith("22"):
         return Violation.DATA
     if code in {"40001", "40P01"}:  # serialization failure, deadlock detected
@@ -102,6 +107,12 @@ def _classify_sqlstate(code: str) -> Violation:
     if code.startswith(_PG_UNAVAILABLE_PREFIXES):
         return Violation.UNAVAILABLE
     return Violation.OTHER
+
+
+def refusal(exc: BaseException) -> str:
+    """The message a database rule (a trigger's RAISE) refused a write with."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return str(getattr(orig, "message", None) or orig)
 
 
 @dataclass(frozen=True)

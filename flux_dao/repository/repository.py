@@ -6,6 +6,7 @@ without re-validation. Values are checked for what the databases would refuse di
 NUL characters) before they are sent, and every failure leaves as a ``flux_dao.errors`` value.
 """
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,11 +17,11 @@ import msgspec
 import sqlalchemy as sa
 from uuid_utils.compat import uuid7
 
-from flux_dao.db import Connection, Database
-from flux_dao.errors import DatabaseUnavailableError, FieldError, InvalidInputError, NotFoundError
+from flux_dao.db import Connection, Database, connection_lost
+from flux_dao.errors import ConflictError, DatabaseUnavailableError, FieldError, InvalidInputError, NotFoundError
 from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
 from flux_dao.repository.compiler import ResourceStatements
-from flux_dao.repository.integrity import Violation, classify, diagnose_delete, diagnose_write
+from flux_dao.repository.integrity import Violation, classify, diagnose_delete, diagnose_write, refusal
 from flux_dao.repository.plans import BulkUpdatePlan, GroupedCountPlan, ListPlan, TimeRangePlan
 from flux_dao.types import Row, StructType
 
@@ -48,15 +49,41 @@ def as_utc(value: datetime, field: str) -> datetime:
         raise InvalidInputError([FieldError(field, "datetime is out of range once converted to UTC")]) from None
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether a string, or any key or string inside a JSON value, holds U+0000 (PostgreSQL cannot store it)."""
+MAX_JSON_DEPTH: Final = 100
+"""Deepest nesting of objects and arrays a JSON or list field may hold. Far below what every layer (the JSON codecs,
+the databases) can follow from inside a request, so whatever is stored can always be read back."""
+
+_INFINITE_ON_POSTGRES: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+"""asyncpg sends these two instants as PostgreSQL's -infinity/infinity, which read back as naive datetimes: refused
+on both backends alike (comparing against them in a query is fine)."""
+_EXTREME_MESSAGE: Final = "must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
+_NUL_MESSAGE: Final = "must not contain NUL (U+0000) characters"
+_DEPTH_MESSAGE: Final = f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why a text or JSON value cannot be stored alike on both backends, or None.
+
+    A string, or any key or string inside a JSON value, holding U+0000 (PostgreSQL cannot store it), or JSON nested
+    deeper than ``MAX_JSON_DEPTH``. Walks without recursion, so a deep value cannot exhaust the stack here.
+    """
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        return _NUL_MESSAGE if "\x00" in value else None
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return _NUL_MESSAGE
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return _DEPTH_MESSAGE
+            if isinstance(item, dict):
+                if any("\x00" in key for key in item):
+                    return _NUL_MESSAGE
+                item = item.values()
+            pending.extend((child, depth + 1) for child in item)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +244,15 @@ class ResourceRepository:
             value = bound.get(name)
             if value is not None:
                 bound[name] = as_utc(value, name)
+                if bound[name] in _INFINITE_ON_POSTGRES:
+                    raise InvalidInputError([FieldError(name, _EXTREME_MESSAGE)])
         for name in self._float_fields:
             value = bound.get(name)
             if value is not None:
                 bound[name] = float(value)
-        self._reject_nul(bound)
+                if not math.isfinite(bound[name]):  # "NaN"/"Infinity" strings: SQLite would store NULL, JSON null
+                    raise InvalidInputError([FieldError(name, "must be a finite number")])
+        self._reject_unstorable(bound)
         return bound
 
     def _written(self, row: Any) -> msgspec.Struct:
@@ -235,24 +266,34 @@ class ResourceRepository:
 
     def _filter_params(self, filters: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
         params = {"f_" + name: value for name, value in filters}
-        self._reject_nul(dict(filters))
+        self._reject_unstorable(dict(filters))
         return params
 
-    def _reject_nul(self, values: Row) -> None:
-        bad = [name for name in self._text_fields if name in values and _has_nul(values[name])]
+    def _reject_unstorable(self, values: Row) -> None:
+        bad = [
+            (name, problem) for name in self._text_fields if name in values and (problem := _unstorable(values[name]))
+        ]
         if bad:
-            raise InvalidInputError([FieldError(name, "must not contain NUL (U+0000) characters") for name in bad])
+            raise InvalidInputError([FieldError(name, problem) for name, problem in bad])
 
     def _not_found(self, row_id: UUID) -> NotFoundError:
         return NotFoundError(f"{self.entity.singular} {row_id} not found.", resource=self.name, id=str(row_id))
 
     async def _reading(self, run: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run reads on one connection; database failures leave as domain errors."""
-        try:
-            async with self.db.reading() as conn:
-                return await run(conn)
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        """Run reads on one connection; database failures leave as domain errors.
+
+        A read whose connection turned out broken (the database restarted since it was pooled) runs once more on a
+        new connection: reads are safe to repeat, and the first request after a recovery should not fail.
+        """
+        for attempt in (1, 2):
+            try:
+                async with self.db.reading() as conn:
+                    return await run(conn)
+            except Exception as exc:
+                if attempt == 1 and connection_lost(exc):
+                    continue
+                raise self._translate(exc) from exc
+        raise AssertionError  # pragma: no cover (the loop always returns or raises)
 
     async def _writing(
         self, run: Callable[[Connection], Awaitable[T]], values: Row, row_id: UUID | None, *, deleting: bool = False
@@ -296,6 +337,8 @@ class ResourceRepository:
             return DatabaseUnavailableError(
                 "The database schema does not match this service (not migrated?): run `flux-dao migrate`."
             )
+        if violation is Violation.REFUSED:
+            return ConflictError(f"The database refused the change: {refusal(exc)}")
         if violation is Violation.DATA:
             return InvalidInputError(
                 [FieldError(self.entity.singular or self.name, "a value was rejected by the database")]

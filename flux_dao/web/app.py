@@ -1,17 +1,33 @@
 """The application factory: settings -> manifest -> generated resources -> Litestar app."""
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 
 from flux_dao import __version__
-from flux_dao.config import Settings
+from flux_dao.config import Exposure, Settings
 from flux_dao.db import Database
 from flux_dao.generator import build_resources
 from flux_dao.manifest import load_manifest
 from flux_dao.migrations import migration_heads
+from flux_dao.web.auth import SERVICE_KEY_HEADER, exposure_middleware
+from flux_dao.web.keys import build_keyring
 from flux_dao.web.openapi import openapi_config
 from flux_dao.web.plugin import FluxDaoPlugin
 
 __all__ = ("create_app",)
+
+
+def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
+    """CORS for the configured browser origins only; no origins, no CORS headers at all."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=[SERVICE_KEY_HEADER, "Content-Type", "X-Request-ID"],
+        expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        max_age=600,
+    )
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -19,8 +35,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     manifest = load_manifest(settings.manifest_path)
     resources = build_resources(manifest)
+    keyring = build_keyring(settings.api_keys, settings.keys_file, frozenset(e.name for e in manifest.entities))
     db = Database(settings.database)
-    plugin = FluxDaoPlugin(settings, resources, db, migration_heads(settings.migrations_dir))
-    return Litestar(
-        plugins=[plugin], openapi_config=openapi_config(__version__), request_max_body_size=settings.max_body
+    plugin = FluxDaoPlugin(settings, resources, db, migration_heads(settings.migrations_dir), keyring)
+    docs = None
+    if settings.docs is not Exposure.OFF:
+        docs = openapi_config(__version__, exposure_middleware(settings.docs, keyring))
+    app = Litestar(
+        plugins=[plugin],
+        openapi_config=docs,
+        cors_config=cors_config(settings.cors_origins),
+        request_max_body_size=settings.max_body,
+        logging_config=None,  # logging is flux_dao.logs' (flux-dao serve); Litestar's default would replace it
     )
+    # outermost, around Litestar's whole handler: app-level middleware runs only for matched routes
+    app.asgi_handler = plugin.observability.wrap(app.asgi_handler)
+    return app

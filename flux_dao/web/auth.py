@@ -1,49 +1,97 @@
-"""The ``X-Flux-Service-Key`` check, as ASGI middleware on the API router.
+"""Access control as ASGI middleware: service key, scopes, rate limit, and who may read ``/schema`` and ``/metrics``.
 
-Keys are compared as SHA-256 digests with ``hmac.compare_digest`` against every configured key (no early exit), so
-neither the comparison time nor the loop length tells an attacker how close a guess was. Keys are never logged.
-Middleware rather than a guard: Litestar runs a synchronous guard in a worker thread and copies the route handler
-for every call, which cost a third of a simple GET's time.
+Middleware rather than guards: Litestar runs a synchronous guard in a worker thread and copies the route handler for
+every call, which cost a third of a simple GET's time. The caller's key NAME (never the key) is left in
+``scope["state"]["key_name"]`` for the request log.
 """
 
-import hashlib
-import hmac
-from collections.abc import Iterable
-from typing import Final
+import ipaddress
+from typing import Any, Final
 
 from litestar.exceptions import NotAuthorizedException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ("SERVICE_KEY_HEADER", "service_key_middleware")
+from flux_dao.config import Exposure
+from flux_dao.errors import ForbiddenError, RateLimitedError
+from flux_dao.web.keys import KeyRing, ServiceKey, required_scope
+from flux_dao.web.ratelimit import RateLimiter
+
+__all__ = ("KEY_NAME_STATE", "SERVICE_KEY_HEADER", "api_access_middleware", "exposure_middleware", "is_loopback_client")
 
 SERVICE_KEY_HEADER: Final = "X-Flux-Service-Key"
+KEY_NAME_STATE: Final = "key_name"
 _HEADER: Final = SERVICE_KEY_HEADER.lower().encode("latin-1")
 
 
-def _digest(key: bytes) -> bytes:
-    return hashlib.sha256(key).digest()
+def _identify(scope: Scope, keyring: KeyRing) -> ServiceKey:
+    """The calling key, or 401 (missing or unknown key)."""
+    supplied = next((value for name, value in scope["headers"] if name == _HEADER), None)
+    if not supplied:
+        msg = f"Missing {SERVICE_KEY_HEADER} header."
+        raise NotAuthorizedException(msg)
+    key = keyring.identify(supplied)
+    if key is None:
+        msg = f"Unknown {SERVICE_KEY_HEADER}."
+        raise NotAuthorizedException(msg)
+    scope.setdefault("state", {})[KEY_NAME_STATE] = key.name
+    return key
 
 
-def service_key_middleware(keys: Iterable[str]) -> "type":
-    """A middleware class accepting any of ``keys``; 401 for a missing or unknown key."""
-    digests = tuple(_digest(k.encode("utf-8")) for k in keys)
+def is_loopback_client(scope: Scope) -> bool:
+    """Whether the request comes from this machine (the peer address: flux-dao trusts no proxy headers)."""
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
 
-    class ServiceKeyMiddleware:
+
+def api_access_middleware(keyring: KeyRing, limiter: RateLimiter | None) -> type:
+    """Middleware for the API router: key (401), scope (403), then rate (429).
+
+    With an empty ``keyring`` the API is open (``flux-dao serve`` then binds loopback only) and the rate limit, if
+    any, applies per client address.
+    """
+
+    class ApiAccessMiddleware:
         def __init__(self, app: ASGIApp) -> None:
             self.app = app
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            supplied = next((value for name, value in scope["headers"] if name == _HEADER), None)
-            if not supplied:
-                msg = f"Missing {SERVICE_KEY_HEADER} header."
-                raise NotAuthorizedException(msg)
-            candidate = _digest(supplied)
-            matched = False
-            for digest in digests:
-                matched |= hmac.compare_digest(candidate, digest)
-            if not matched:
-                msg = f"Unknown {SERVICE_KEY_HEADER}."
-                raise NotAuthorizedException(msg)
+            if keyring:
+                key = _identify(scope, keyring)
+                needed = required_scope(scope["route_handler"].opt["resource"], str(scope.get("method", "GET")))
+                if not key.allows(needed):
+                    raise ForbiddenError(key.name, needed)
+                caller = key.name
+            else:
+                client = scope.get("client")
+                caller = client[0] if client else "unknown"
+            if limiter is not None and (wait := limiter.retry_after(caller)) is not None:
+                raise RateLimitedError(caller, wait)
             await self.app(scope, receive, send)
 
-    return ServiceKeyMiddleware
+    return ApiAccessMiddleware
+
+
+def exposure_middleware(exposure: Exposure, keyring: KeyRing) -> list[Any]:
+    """Middleware for an operational route (docs, metrics): none when public, a key check otherwise.
+
+    ``auto`` lets loopback clients in without a key (an operator on the host, a sidecar scraper) and asks everyone
+    else for a valid key of any scope; ``key`` asks everyone.
+    """
+    if exposure is Exposure.PUBLIC or (exposure is Exposure.AUTO and not keyring):
+        return []
+
+    class ExposureMiddleware:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if not (exposure is Exposure.AUTO and is_loopback_client(scope)):
+                _identify(scope, keyring)
+            await self.app(scope, receive, send)
+
+    return [ExposureMiddleware]

@@ -11,10 +11,13 @@ from flux_dao.db import Database
 from flux_dao.generator import Resources
 from flux_dao.generator.routes import build_router
 from flux_dao.repository import ResourceRepository
-from flux_dao.web.auth import service_key_middleware
+from flux_dao.web.auth import api_access_middleware, exposure_middleware
 from flux_dao.web.health import health_handlers
+from flux_dao.web.keys import KeyRing
+from flux_dao.web.observability import Observability
 from flux_dao.web.openapi import SECURITY_SCHEME
 from flux_dao.web.problems import exception_handlers
+from flux_dao.web.ratelimit import RateLimiter
 
 __all__ = ("FluxDaoPlugin",)
 
@@ -32,31 +35,43 @@ class FluxDaoPlugin(InitPlugin):
     """Mounts every resource of ``resources`` under the API prefix, served by ``db``."""
 
     def __init__(
-        self, settings: Settings, resources: Resources, db: Database, expected_heads: frozenset[str] | None
+        self,
+        settings: Settings,
+        resources: Resources,
+        db: Database,
+        expected_heads: frozenset[str] | None,
+        keyring: KeyRing,
     ) -> None:
         self.settings = settings
+        self.keyring = keyring
         self.resources = resources
         self.db = db
         self.expected_heads = expected_heads
+        self.observability = Observability(settings, db)
         catalog = resources.catalog
         self.repositories = {
             r.entity.name: ResourceRepository(r.entity, r.schemas.read, catalog, db) for r in resources.items
         }
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        """Register routes, the key check, exception handlers and the pool lifecycle."""
+        """Register routes, the access check, exception handlers and the pool lifecycle."""
         routers = [
             build_router(r, self.repositories[r.entity.name], self.settings.api_prefix) for r in self.resources.items
         ]
-        keys = self.settings.api_keys
+        settings = self.settings
+        limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
+        guarded = bool(self.keyring) or limiter is not None
         api = Router(
-            path=self.settings.api_prefix,
+            path=settings.api_prefix,
             route_handlers=routers,
-            middleware=[service_key_middleware(keys)] if keys else [],
+            middleware=[api_access_middleware(self.keyring, limiter)] if guarded else [],
             security=[{SECURITY_SCHEME: []}],
         )
         app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads)])
+        app_config.route_handlers.extend(
+            self.observability.route_handlers(exposure_middleware(settings.metrics, self.keyring))
+        )
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
-        app_config.on_startup.extend([self.db.start, _freeze_startup_objects])
-        app_config.on_shutdown.append(self.db.dispose)
+        app_config.on_startup.extend([self.db.start, self.observability.start, _freeze_startup_objects])
+        app_config.on_shutdown.extend([self.observability.stop, self.db.dispose])
         return app_config

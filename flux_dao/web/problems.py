@@ -20,13 +20,16 @@ from flux_dao.errors import (
     ConflictError,
     DatabaseUnavailableError,
     DuplicateError,
+    ForbiddenError,
     InvalidInputError,
     MissingReferenceError,
     NotFoundError,
+    RateLimitedError,
     RepositoryError,
     RestrictedDeleteError,
 )
 from flux_dao.generator.signatures import QUERY_ARG_PREFIX
+from flux_dao.web.observability import note_problem
 
 __all__ = (
     "PROBLEM_MEDIA_TYPE",
@@ -35,6 +38,7 @@ __all__ = (
     "ProblemDependent",
     "ProblemField",
     "exception_handlers",
+    "problem_body",
     "problem_response",
     "problem_responses",
 )
@@ -47,6 +51,7 @@ _TYPE_PREFIX: Final = "urn:flux-dao:problem:"
 PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "validation-error": (422, "Request validation failed"),
     "unauthorized": (401, "Missing or unknown service key"),
+    "forbidden": (403, "Service key lacks the scope"),
     "not-found": (404, "Resource not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "payload-too-large": (413, "Request body too large"),
@@ -54,8 +59,10 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "duplicate": (409, "Unique value already taken"),
     "missing-reference": (409, "Referenced row does not exist"),
     "restricted-delete": (409, "Row is still referenced"),
+    "rate-limited": (429, "Too many requests"),
     "unavailable": (503, "Database unavailable"),
     "not-ready": (503, "Service not ready"),
+    "shutting-down": (503, "Service shutting down"),
     "internal-error": (500, "Internal server error"),
     "http-error": (400, "HTTP error"),  # any other status Litestar raises (e.g. 413); the status is the real one
 }
@@ -80,40 +87,57 @@ class ProblemDependent(msgspec.Struct):
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document.
+
+    The optional members are left out when they do not apply, never null, so the schema does not say they can be
+    (generated clients would type them ``None | str | Unset``).
+    """
 
     type: str
     title: str
     status: int
     detail: str
-    errors: list[ProblemField] | None = None
+    errors: list[ProblemField] | msgspec.UnsetType = msgspec.UNSET
     """Per-field problems (validation, duplicates, missing references)."""
-    dependents: list[ProblemDependent] | None = None
+    dependents: list[ProblemDependent] | msgspec.UnsetType = msgspec.UNSET
     """On ``restricted-delete``: what still references the row."""
-    resource: str | None = None
+    resource: str | msgspec.UnsetType = msgspec.UNSET
     """On ``not-found``: the resource asked for."""
-    id: str | None = None
+    id: str | msgspec.UnsetType = msgspec.UNSET
     """On ``not-found``: the id asked for."""
+    scope: str | msgspec.UnsetType = msgspec.UNSET
+    """On ``forbidden``: the scope the request needs (``tasks:write``)."""
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
+    """The request's ``X-Request-ID`` (the client's, or one flux-dao made); the log line of the request has it too."""
 
 
 def problem_response(
     slug: str, detail: str, *, status: int | None = None, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> Response[Any]:
     """A problem+json response of kind ``slug``."""
+    body = problem_body(slug, detail, status=status, request_id=note_problem(slug), **extra)  # counted in /metrics
+    return Response(
+        content=body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {})
+    )
+
+
+def problem_body(slug: str, detail: str, *, status: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The problem document of kind ``slug``; members of ``extra`` that are None are left out."""
     default_status, title = PROBLEM_TYPES[slug]
-    status = status or default_status
-    body = {"type": _TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    body = {"type": _TYPE_PREFIX + slug, "title": title, "status": status or default_status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=dict(headers or {}))
+    return body
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI declarations of the problem responses an operation can give."""
     descriptions = {
         401: "Missing or unknown X-Flux-Service-Key.",
+        403: "The service key lacks the scope this operation needs (named in `scope`).",
         404: "No row with that id.",
         409: "Conflict: a unique value is taken, a referenced row is missing, or dependents block a delete.",
         422: "Validation failed; `errors` names each field.",
+        429: "Over the key's request rate; retry after the Retry-After delay.",
         503: "The database is unavailable; retry after the Retry-After delay.",
     }
     return {
@@ -125,6 +149,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 _MSGSPEC_LOCATION: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN_FIELD: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
 _MISSING_FIELD: Final = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+_NOT_AN_OBJECT: Final = re.compile(r"^Expected `object`, got `(array|str|int|float|bool|null)`$")
 _MISSING_PARAMETER: Final = re.compile(r"^Missing required (?P<kind>\w+) parameter '(?P<field>[^']+)'")
 
 
@@ -140,6 +165,13 @@ def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> 
         message = match["message"] if match else raw_message
         path = (match["path"] or "").lstrip(".") if match else ""
         field = path or _public_name(str(item.get("key") or ""), item.get("source"))
+        if item.get("source") == "body" and item.get("key") == "data" and not path:
+            # the handler's ``data`` keyword failed as a whole: the body is missing or not an object (a field named
+            # `data` that fails says `object | null` or names its own type)
+            if raw_message == "'data'":
+                field, message = "body", "a JSON object body is required"
+            elif _NOT_AN_OBJECT.match(raw_message):
+                field = "body"
         unknown = _UNKNOWN_FIELD.match(message)
         missing = _MISSING_FIELD.match(message)
         if unknown:
@@ -207,9 +239,23 @@ def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any
     return problem_response(slug, exc.detail, status=exc.status_code, headers=exc.headers)
 
 
+def _forbidden_handler(_: Request[Any, Any, Any], exc: ForbiddenError) -> Response[Any]:
+    return problem_response("forbidden", str(exc), scope=exc.scope)
+
+
+def _rate_limited_handler(_: Request[Any, Any, Any], exc: RateLimitedError) -> Response[Any]:
+    return problem_response("rate-limited", str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 def _too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
     """JSON nested beyond what the decoder can follow (about a thousand levels) is invalid input, not a crash."""
     detail = "The JSON body is nested too deeply."
+    return problem_response("validation-error", detail, errors=[{"field": "body", "message": detail}])
+
+
+def _not_utf8_handler(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    """A body that is not UTF-8 (the JSON decoder raises this rather than a decode error) is invalid input."""
+    detail = "The request body is not valid UTF-8."
     return problem_response("validation-error", detail, errors=[{"field": "body", "message": detail}])
 
 
@@ -224,7 +270,10 @@ def exception_handlers() -> ExceptionHandlersMap:
         ValidationException: _validation_handler,
         InvalidInputError: _invalid_input_handler,
         RepositoryError: _repository_handler,
+        ForbiddenError: _forbidden_handler,
+        RateLimitedError: _rate_limited_handler,
         HTTPException: _http_handler,
         RecursionError: _too_deep_handler,
+        UnicodeDecodeError: _not_utf8_handler,
         Exception: _internal_handler,
     }

@@ -124,7 +124,7 @@ def test_parse_api_keys_of_nothing_is_no_keys():
     assert parse_api_keys("") == ()
 
 
-# --- probes and docs are open ---------------------------------------------------------------------------------------
+# --- probes are open, docs need a key from afar -----------------------------------------------------------------------
 
 
 def test_health_is_open(anonymous):
@@ -139,8 +139,9 @@ def test_ready_is_open_and_ready_on_migrated_database(anonymous):
     assert response.json() == {"status": "ready"}
 
 
-def test_openapi_document_is_open(anonymous):
-    response = anonymous.get("/schema/openapi.json")
+def test_openapi_document_needs_a_key_from_a_remote_client_by_default(anonymous):
+    assert_problem(anonymous.get("/schema/openapi.json"), 401, "unauthorized")
+    response = anonymous.get("/schema/openapi.json", headers={KEY_HEADER: API_KEY})
     assert response.status_code == 200
     assert response.json()["openapi"].startswith("3.1")
 

@@ -79,8 +79,9 @@ def test_check_of_a_missing_manifest_fails_naming_it(tmp_path: Path) -> None:
     assert "absent.yaml" in result.output
 
 
-def test_openapi_prints_the_openapi_json(tmp_path: Path) -> None:
-    result = run("--manifest", str(MANIFEST), "openapi", env=sqlite_env(tmp_path))
+@pytest.mark.parametrize("docs", ["auto", "off"])
+def test_openapi_prints_the_openapi_json(tmp_path: Path, docs: str) -> None:
+    result = run("--manifest", str(MANIFEST), "openapi", env={**sqlite_env(tmp_path), "FLUX_DAO_DOCS": docs})
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["openapi"].startswith("3.1")

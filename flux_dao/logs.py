@@ -1,0 +1,153 @@
+"""Logging, configured in one place for ``flux-dao serve`` and for uvicorn's own lines.
+
+``json`` (the default, ``FLUX_DAO_LOG_FORMAT``) writes one JSON object per line to stderr: ``ts`` (UTC, ISO 8601,
+milliseconds), ``level``, ``logger``, ``message``, then the record's structured ``fields`` (the request log's
+method, route, status...) and ``exc_info`` when there is a traceback. ``text`` writes the same as one readable line.
+The level is ``LOG_LEVEL``. uvicorn gets the same configuration as a ``log_config`` dict, so that every worker it
+starts logs the same way.
+"""
+
+import logging
+import logging.config
+import sys
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any, Final
+
+import msgspec
+
+__all__ = (
+    "FIELDS_ATTR",
+    "REQUEST_ID",
+    "JsonFormatter",
+    "StderrHandler",
+    "TextFormatter",
+    "configure_logging",
+    "logging_config",
+)
+
+FIELDS_ATTR: Final = "fields"
+"""A record attribute holding a mapping of structured fields (``logger.info(..., extra={"fields": {...}})``)."""
+REQUEST_ID: Final[ContextVar[str | None]] = ContextVar("flux_dao_request_id", default=None)
+"""The id of the request being served (set by the request-log middleware); every line logged meanwhile carries it."""
+
+_FORMATTERS: Final = {"json": "flux_dao.logs.JsonFormatter", "text": "flux_dao.logs.TextFormatter"}
+_encoder: Final = msgspec.json.Encoder(enc_hook=str)
+
+
+class _UtcTimestamps:
+    """``2026-11-26T08:53:55.123Z``, with the part before the milliseconds reused within a second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._text}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamp = _UtcTimestamps()
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self._timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
+        if fields:
+            out.update(fields)
+        elif (request_id := REQUEST_ID.get()) is not None:
+            out["request_id"] = request_id
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack_info"] = self.formatStack(record.stack_info)
+        return _encoder.encode(out).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """``<ts> <LEVEL> [<pid>] <logger>: <message> key=value ...``, then the traceback if any."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamp = _UtcTimestamps()
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = (
+            f"{self._timestamp(record.created)} {record.levelname} [{record.process}] {record.name}: "
+            f"{record.getMessage()}"
+        )
+        fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
+        if fields:
+            line += "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+        elif (request_id := REQUEST_ID.get()) is not None:
+            line += f" request_id={request_id}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record is written, not as it was when logging was configured.
+
+    So a process that swaps ``sys.stderr`` (a test runner capturing output, click's ``CliRunner``) never leaves the
+    handler writing to a stream that has since been closed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def logging_config(level: str, log_format: str) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` dict: one stderr handler on the root logger; uvicorn's loggers propagate to it.
+
+    Raises:
+        ValueError: ``level`` is not a logging level name, or ``log_format`` is not ``json`` or ``text``.
+    """
+    if log_format not in _FORMATTERS:
+        msg = f"log format must be json or text, got {log_format!r}"
+        raise ValueError(msg)
+    if not isinstance(logging.getLevelName(level), int):
+        msg = f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}"
+        raise ValueError(msg)
+    inherit = {"level": level, "handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": _FORMATTERS[log_format]}},
+        "handlers": {"default": {"()": "flux_dao.logs.StderrHandler", "formatter": "default"}},
+        "root": {"level": level, "handlers": ["default"]},
+        "loggers": {name: dict(inherit) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+    }
+
+
+def configure_logging(level: str, log_format: str) -> dict[str, Any]:
+    """Configure this process's logging; returns the dict, for uvicorn's ``log_config`` (its workers apply it too)."""
+    config = logging_config(level, log_format)
+    logging.config.dictConfig(config)
+    return config

@@ -1,0 +1,33 @@
+"""Checks schemathesis runs on every response besides its own; loaded through ``SCHEMATHESIS_HOOKS`` (a file path).
+
+The built-in ``content_type_conformance`` only compares a response with the media types its operation documents
+for that status; this one holds every error, documented or not (404 on an unknown path, 405, 413...), to RFC 9457.
+"""
+
+from typing import Any
+
+import schemathesis
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:flux-dao:problem:"
+
+
+@schemathesis.check
+def errors_are_problem_json(ctx: Any, response: Any, case: Any) -> None:
+    """Every 4xx and 5xx answer is ``application/problem+json`` with the problem's ``type`` and ``status``."""
+    if response.status_code < 400:
+        return
+    values = response.headers.get("content-type") or [""]
+    content_type = (values[0] if isinstance(values, list) else str(values)).split(";")[0].strip().lower()
+    if content_type != PROBLEM_MEDIA_TYPE:
+        message = f"{response.status_code} answered as {content_type or '(no content-type)'}, not {PROBLEM_MEDIA_TYPE}"
+        raise AssertionError(message)
+    if case.method.upper() == "HEAD":  # no body to read
+        return
+    body = response.json()
+    if not isinstance(body, dict) or body.get("status") != response.status_code:
+        message = f"the problem document does not carry the response's status: {body!r}"
+        raise AssertionError(message)
+    if not str(body.get("type", "")).startswith(TYPE_PREFIX):
+        message = f"the problem type is not a {TYPE_PREFIX}<slug>: {body!r}"
+        raise AssertionError(message)
