@@ -144,7 +144,9 @@ FAULTS = {
     # how the fault is made, and how long a request may take while it lasts
     "cut": (FaultProxy.cut, POOL_TIMEOUT + MARGIN),  # live connections reset, new ones reset on accept
     "refuse": (FaultProxy.refuse, POOL_TIMEOUT + MARGIN),  # live connections reset, connecting refused
-    "black-hole": (FaultProxy.hold, COMMAND_TIMEOUT + MARGIN),  # everything accepted, nothing ever answered
+    # everything accepted, nothing ever answered. Worst case: a request that found no idle connection waits for one
+    # another request holds until its statement times out, then opens a new one, which times out connecting
+    "black-hole": (FaultProxy.hold, COMMAND_TIMEOUT + CONNECT_TIMEOUT + MARGIN),
 }
 
 
