@@ -1,5 +1,6 @@
 """``flux-dao``: a thin click shell over the library. Each command is a few lines calling one function."""
 
+import atexit
 import ipaddress
 import json
 import logging
@@ -103,7 +104,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
     os.environ["FLUX_DAO_MANIFEST"] = str(settings.manifest_path)  # workers rebuild settings from the environment
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with the
     # default one the process would die of it (exit -15) after a clean shutdown. Exit 0 instead.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
     share_metrics(workers)  # several workers: one metrics folder, summed on every scrape; removed at exit
     uvicorn.run(
         "flux_dao.web.app:create_app",
@@ -187,6 +188,18 @@ def openapi(ctx: click.Context, indent: int) -> None:
     _load_or_exit(settings)
     app = create_app(settings)
     click.echo(json.dumps(app.openapi_schema.to_schema(), indent=indent))
+
+
+def _exit_after_shutdown(*_: object) -> None:
+    """End ``serve`` with 0 once uvicorn has shut down (it re-raises SIGTERM when done).
+
+    By then requests are answered or cancelled and the pools closed, so the process ends here: exit handlers and
+    logging are flushed, but threads are not waited for. A SQLite statement the grace period cut off may still be
+    waiting for SQLite's lock in its aiosqlite thread (which is not a daemon); SQLite rolls that transaction back.
+    """
+    atexit._run_exitfuncs()  # the metrics folder of several workers, and the like
+    logging.shutdown()
+    os._exit(0)
 
 
 def _check_keys(settings: Settings, manifest: "Manifest") -> None:

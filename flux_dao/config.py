@@ -5,6 +5,7 @@ Every knob flux-dao has lives here, as a frozen dataclass per concern with a typ
 """
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -189,8 +190,8 @@ class Settings:
             manifest_path=Path(manifest).resolve() if manifest else default_manifest_path(),
             api_keys=parse_api_keys(env.get("SERVICE_API_KEYS")),
             keys_file=Path(keys_file).resolve() if (keys_file := env.get("FLUX_DAO_KEYS_FILE")) else None,
-            rate_limit=_float(env, "FLUX_DAO_RATE_LIMIT", cls.rate_limit),
-            rate_burst=_int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst),
+            rate_limit=_at_least_zero("FLUX_DAO_RATE_LIMIT", _float(env, "FLUX_DAO_RATE_LIMIT", cls.rate_limit)),
+            rate_burst=int(_at_least_zero("FLUX_DAO_RATE_BURST", _int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst))),
             cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),
@@ -204,6 +205,13 @@ class Settings:
     def has_keys(self) -> bool:
         """Whether the API asks for a service key (``SERVICE_API_KEYS`` or a keys file is set)."""
         return bool(self.api_keys) or self.keys_file is not None
+
+
+def _at_least_zero(name: str, value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        msg = f"{name} must be a finite number >= 0, got {value!r}"
+        raise ValueError(msg)
+    return value
 
 
 def _log_format(env: Mapping[str, str]) -> str:

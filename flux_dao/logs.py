@@ -9,6 +9,7 @@ starts logs the same way.
 
 import logging
 import logging.config
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -80,6 +81,17 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(out).decode()
 
 
+_CONTROLS: Final = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+"""Control characters as escapes: a request path holding a newline cannot start a forged line."""
+_BARE_VALUE: Final = re.compile(r"[A-Za-z0-9._:/+=<>{}@-]+").fullmatch
+
+
+def _text_value(value: Any) -> str:
+    """A field value as-is when it is one plain word, else JSON-quoted, so it cannot pass for further fields."""
+    text = str(value)
+    return text if _BARE_VALUE(text) else _encoder.encode(text).decode()
+
+
 class TextFormatter(logging.Formatter):
     """``<ts> <LEVEL> [<pid>] <logger>: <message> key=value ...``, then the traceback if any."""
 
@@ -90,11 +102,11 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = (
             f"{self._timestamp(record.created)} {record.levelname} [{record.process}] {record.name}: "
-            f"{record.getMessage()}"
+            f"{record.getMessage().translate(_CONTROLS)}"
         )
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
         if fields:
-            line += "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+            line += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None)
         elif (request_id := REQUEST_ID.get()) is not None:
             line += f" request_id={request_id}"
         if record.exc_info:

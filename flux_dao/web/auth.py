@@ -21,6 +21,8 @@ __all__ = ("KEY_NAME_STATE", "SERVICE_KEY_HEADER", "api_access_middleware", "exp
 SERVICE_KEY_HEADER: Final = "X-Flux-Service-Key"
 KEY_NAME_STATE: Final = "key_name"
 _HEADER: Final = SERVICE_KEY_HEADER.lower().encode("latin-1")
+_CHALLENGE: Final = {"WWW-Authenticate": f'ApiKey realm="flux-dao", header="{SERVICE_KEY_HEADER}"'}
+"""What a 401 must say (RFC 9110): how to authenticate."""
 
 
 def _identify(scope: Scope, keyring: KeyRing) -> ServiceKey:
@@ -28,11 +30,11 @@ def _identify(scope: Scope, keyring: KeyRing) -> ServiceKey:
     supplied = next((value for name, value in scope["headers"] if name == _HEADER), None)
     if not supplied:
         msg = f"Missing {SERVICE_KEY_HEADER} header."
-        raise NotAuthorizedException(msg)
+        raise NotAuthorizedException(msg, headers=_CHALLENGE)
     key = keyring.identify(supplied)
     if key is None:
         msg = f"Unknown {SERVICE_KEY_HEADER}."
-        raise NotAuthorizedException(msg)
+        raise NotAuthorizedException(msg, headers=_CHALLENGE)
     scope.setdefault("state", {})[KEY_NAME_STATE] = key.name
     return key
 

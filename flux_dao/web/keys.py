@@ -32,7 +32,7 @@ from flux_dao.errors import FluxDaoError
 __all__ = ("ACTIONS", "KeyRing", "KeysFileError", "ServiceKey", "build_keyring", "digest", "required_scope")
 
 ACTIONS: Final = ("read", "write")
-_READ_METHODS: Final = frozenset({"GET", "HEAD"})
+_READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _HEX_SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -46,7 +46,7 @@ def digest(key: bytes) -> bytes:
 
 
 def required_scope(resource: str, method: str) -> str:
-    """The scope a request needs: ``tasks:read`` for a GET on a task route, ``tasks:write`` for anything else."""
+    """The scope a request needs: ``tasks:read`` to GET (or ask OPTIONS of) a task route, ``tasks:write`` otherwise."""
     return f"{resource}:{'read' if method in _READ_METHODS else 'write'}"
 
 
@@ -133,6 +133,9 @@ def load_keys_file(path: Path, resources: frozenset[str]) -> list[ServiceKey]:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         msg = f"{path}: {exc}"
         raise KeysFileError(msg) from exc
+    if not entries:
+        msg = f"{path}: the keys file defines no keys (every request would be refused, or the API left open)"
+        raise KeysFileError(msg)
     keys = []
     for name, entry in entries.items():
         where = f"{path}: key {name!r}"

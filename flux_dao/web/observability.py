@@ -7,7 +7,7 @@ answer, the 401/403/429 of the access check and the 404 of the router included.
 
 Per request it:
 
-- takes the client's ``X-Request-ID`` if it is 1-128 printable ASCII characters, else makes one (32 random hex
+- takes the client's ``X-Request-ID`` if it is 1-128 characters of ``A-Za-z0-9._:/+=-``, else makes one (32 random hex
   digits), and echoes it on the response; problem+json bodies carry it as ``request_id`` and every log line written
   while the request runs has it;
 - counts the request and its duration by route *template* (``/api/v1/tasks/{task_id}``; ``<unmatched>`` when no
@@ -75,7 +75,8 @@ UNMATCHED_ROUTE: Final = "<unmatched>"
 ACCESS_LOGGER: Final = "flux_dao.access"
 
 _REQUEST_ID_HEADER: Final = REQUEST_ID_HEADER.lower().encode("latin-1")
-_VALID_REQUEST_ID: Final = re.compile(rb"[\x20-\x7e]{1,128}").fullmatch
+_VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}").fullmatch
+"""UUIDs, hex, base64 and dotted or colon-separated trace ids; no spaces or controls that could forge log fields."""
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _POOL_REFRESH_SECONDS: Final = 1.0
@@ -236,13 +237,17 @@ class _ObservabilityMiddleware:
 async def _answer_cut_off(send: Send, info: _RequestInfo) -> None:
     """Answer a request the server cancelled (the shutdown grace period ran out) with a 503 problem.
 
-    Without this the server answers a bare text 500; the request's statement was cancelled with it (see
-    ``flux_dao.db``), so the client is told, truthfully, that nothing happened and it may retry elsewhere.
+    Without this the server answers a bare text 500. The statement running is cancelled with the request (see
+    ``flux_dao.db``), but the cancellation may come after a write committed, so the problem says a read may be
+    retried and a write's outcome is unknown, as for any 503 on a write.
     """
     from flux_dao.web.problems import PROBLEM_MEDIA_TYPE, problem_body  # noqa: PLC0415 (problems imports this module)
 
     info.problem = "shutting-down"
-    detail = "The service is shutting down and stopped this request before it completed; retry it."
+    detail = (
+        "The service is shutting down and stopped this request before answering it: a read may be retried; "
+        "a write may or may not have been applied, so read before retrying it."
+    )
     body = msgspec.json.encode(problem_body("shutting-down", detail, request_id=info.request_id))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",

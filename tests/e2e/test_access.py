@@ -117,6 +117,12 @@ def test_known_key_without_the_scope_is_403_naming_the_scope(scoped, key, method
     assert scope in problem["detail"]
 
 
+def test_a_read_only_key_may_ask_which_methods_a_path_allows(scoped):
+    response = scoped.options(f"{API}/tasks", headers=as_key(OBSERVER_KEY))
+    assert response.status_code == 204, response.text
+    assert "POST" in response.headers["allow"]
+
+
 def test_scope_is_checked_before_the_body_is_validated(scoped):
     response = scoped.post(f"{API}/users", json={"email": 5}, headers=as_key(OBSERVER_KEY))
     assert_problem(response, 403, "forbidden")
@@ -144,7 +150,9 @@ def test_environment_keys_keep_full_access_beside_a_keys_file(scoped, user_id):
 
 @pytest.mark.parametrize("headers", [{}, as_key(""), as_key("not-a-key"), as_key(sha256(SCHEDULER_KEY))])
 def test_missing_or_unknown_key_is_401_even_with_a_keys_file(scoped, headers):
-    assert_problem(scoped.get(f"{API}/tasks", headers=headers), 401, "unauthorized")
+    response = scoped.get(f"{API}/tasks", headers=headers)
+    assert_problem(response, 401, "unauthorized")
+    assert 'header="X-Flux-Service-Key"' in response.headers["www-authenticate"]
 
 
 def test_keys_file_alone_protects_the_api(migrated, keys_file):
@@ -170,6 +178,8 @@ BAD_KEYS_FILES = {
     ),
     "same as an environment key": (f"a:\n  key: {API_KEY}\n  scopes: ['*:read']\n", ["service-key-1", "'a'"]),
     "not a mapping": ("- a\n- b\n", ["keys.yaml"]),
+    "no keys": ("{}\n", ["defines no keys"]),
+    "empty file": ("", ["keys.yaml"]),
 }
 
 
@@ -189,6 +199,15 @@ def test_invalid_keys_file_is_refused_naming_the_key(migrated, tmp_path, case):
 def test_missing_keys_file_is_refused_naming_it(migrated, tmp_path):
     with pytest.raises(KeysFileError, match="cannot read the keys file"):
         create_app(replace(migrated, keys_file=tmp_path / "absent.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FLUX_DAO_RATE_LIMIT", "-1"), ("FLUX_DAO_RATE_LIMIT", "inf"), ("FLUX_DAO_RATE_BURST", "-2")],
+)
+def test_nonsense_rate_settings_are_refused_naming_the_variable(variable, value):
+    with pytest.raises(ValueError, match=variable):
+        Settings.from_env({variable: value})
 
 
 # --- rate limit -----------------------------------------------------------------------------------------------------
