@@ -39,6 +39,11 @@ def _identify(scope: Scope, keyring: KeyRing) -> ServiceKey:
     return key
 
 
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 def is_loopback_client(scope: Scope) -> bool:
     """Whether the request comes from this machine (the peer address: flux-dao trusts no proxy headers)."""
     client = scope.get("client")
@@ -63,14 +68,19 @@ def api_access_middleware(keyring: KeyRing, limiter: RateLimiter | None) -> type
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             if keyring:
-                key = _identify(scope, keyring)
+                try:
+                    key = _identify(scope, keyring)
+                except NotAuthorizedException:
+                    # failed attempts count against the client's address: guessing keys is throttled too
+                    if limiter is not None and (wait := limiter.retry_after(_address(scope))) is not None:
+                        raise RateLimitedError(_address(scope), wait) from None
+                    raise
                 needed = required_scope(scope["route_handler"].opt["resource"], str(scope.get("method", "GET")))
                 if not key.allows(needed):
                     raise ForbiddenError(key.name, needed)
                 caller = key.name
             else:
-                client = scope.get("client")
-                caller = client[0] if client else "unknown"
+                caller = _address(scope)
             if limiter is not None and (wait := limiter.retry_after(caller)) is not None:
                 raise RateLimitedError(caller, wait)
             await self.app(scope, receive, send)

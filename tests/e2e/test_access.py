@@ -233,10 +233,14 @@ def test_key_over_its_rate_gets_429_with_retry_after_then_recovers(migrated, key
         assert client.get(f"{API}/tasks", headers=as_key(OBSERVER_KEY)).status_code == 200
 
 
-def test_rate_limit_counts_unauthenticated_calls_against_no_key(migrated):
-    with serve(replace(migrated, rate_limit=1.0, rate_burst=1)) as client:
+def test_failed_key_attempts_are_limited_by_address_not_charged_to_a_key(migrated):
+    with serve(replace(migrated, rate_limit=1.0, rate_burst=2)) as client:
+        assert_problem(client.get(f"{API}/tasks", headers=as_key("guess-1")), 401, "unauthorized")
         assert_problem(client.get(f"{API}/tasks"), 401, "unauthorized")
-        assert_problem(client.get(f"{API}/tasks"), 401, "unauthorized")
+        guessing = client.get(f"{API}/tasks", headers=as_key("guess-3"))
+        assert_problem(guessing, 429, "rate-limited")
+        assert int(guessing.headers["retry-after"]) >= 1
+        # the real key has a bucket of its own
         assert client.get(f"{API}/tasks", headers=as_key(API_KEY)).status_code == 200
 
 
