@@ -346,7 +346,10 @@ class Observability:
 
     async def _refresh_pool_forever(self) -> None:
         while True:
-            self.metrics.refresh_pool()
+            try:
+                self.metrics.refresh_pool()
+            except Exception:  # a failed refresh must not end the refreshing (the gauges would freeze)
+                _logger.exception("could not refresh the pool gauges")
             await asyncio.sleep(_POOL_REFRESH_SECONDS)
 
 
