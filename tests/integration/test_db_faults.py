@@ -186,9 +186,19 @@ def test_unreachable_database_answers_503_quickly_and_service_resumes(service: F
 
     service.proxy.restore()
     assert service.wait_recovered() < RECOVERY_LIMIT
-    # nothing refused during the fault was stored; every operation works again on the same process
-    assert api.get(f"/tasks/{task['id']}").json() == task
-    assert api.get("/tasks", params={"user_id": user["id"]}).json()["total"] == 1
+    stored = api.get(f"/tasks/{task['id']}").json()
+    total = api.get("/tasks", params={"user_id": user["id"]}).json()["total"]
+    if fault == "black-hole":
+        # a black hole loses answers, not necessarily statements: a write that reached the database may have been
+        # applied although its client was told 503 (the README: a 503 on a write means "unknown"); nothing else was
+        assert stored["title"] in {"before the fault", "changed during the fault"}, stored
+        assert stored["status"] in {"pending", "missed"}, stored
+        assert 1 <= total <= 3
+    else:
+        # the database never saw a byte of the calls refused during the fault: nothing of them is stored
+        assert stored == task
+        assert total == 1
+    # every operation works again on the same process
     assert api.patch(f"/tasks/{task['id']}", json={"title": "after"}).json()["title"] == "after"
     bulk = api.post("/tasks/bulk-update-state", json={"task_ids": [task["id"]], "new_status": "done"})
     assert bulk.json() == {"updated_count": 1}
