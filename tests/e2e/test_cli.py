@@ -1,11 +1,8 @@
 import json
-import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from flux_dao.cli import main
 from flux_dao.migrations import migration_heads
+from tests.live import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "resources.yaml"
@@ -146,42 +144,9 @@ def test_installed_entry_point_checks_the_manifest(tmp_path: Path) -> None:
     assert "ok" in completed.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_health(base: str, process: subprocess.Popen[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"flux-dao serve exited with {process.returncode}:\n{output}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"flux-dao serve did not answer /health within {timeout} s")
-
-
 def test_serve_starts_migrates_and_serves_on_loopback_without_keys(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"SERVICE_API_KEYS", "FLUX_DAO_MANIFEST"}}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'served.db'}"
-    process = subprocess.Popen(
-        [str(FLUX_DAO), "--manifest", str(MANIFEST), "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, process)
+    with live_server(f"sqlite+aiosqlite:///{tmp_path / 'served.db'}", tmp_path) as server:
+        base = server.base
         assert httpx.get(f"{base}/health").json() == {"status": "ok"}
         ready = httpx.get(f"{base}/ready")
         assert ready.status_code == 200, ready.text
@@ -190,11 +155,4 @@ def test_serve_starts_migrates_and_serves_on_loopback_without_keys(tmp_path: Pat
         fetched = httpx.get(f"{base}/api/v1/users/{created.json()['id']}")
         assert fetched.status_code == 200
         assert fetched.json()["email"] == "served@example.com"
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
     assert (tmp_path / "served.db").is_file()
