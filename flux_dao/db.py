@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import asyncpg
 import msgspec
@@ -32,7 +32,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
 
-__all__ = ("Connection", "Database", "PoolStats", "connection_lost")
+__all__ = ("Connection", "Database", "PoolStats", "connection_broken", "statement_unsent")
 
 _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _STATEMENT_CACHE_SIZE = 1024
@@ -148,26 +148,49 @@ class _SQLAlchemyConnection:
         return int(result.rowcount)
 
 
-_LINK_FAILURES = (TimeoutError, OSError, asyncpg.PostgresConnectionError)
-"""Failures after which a connection's protocol state is unknown (a statement may still be on the wire)."""
+_SESSION_ENDED_SQLSTATES: Final = ("57P01", "57P02", "57P03", "57P04", "57P05")
+"""The server ended the session: admin shutdown (``pg_terminate_backend``), crash shutdown, cannot connect now,
+database dropped, idle session timeout. The connection is gone although its socket may not be closed yet."""
 
 
-def connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the link to the database broke (reset, closed, refused), as opposed to it being slow.
+def connection_broken(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves its connection unusable, whatever class asyncpg raised it as.
 
-    After such a failure a read may be run again on a new connection; a write may not (it may have committed).
+    The link broke, the server ended the session (a terminated backend answers ``57P01`` and then closes), or
+    asyncpg's protocol state is lost: a connection whose server went away between two statements can still look
+    open for a moment and then refuses the next one with ``InternalClientError: cannot switch to state 12``. Such a
+    connection is never pooled again, and the request answers 503. A statement that merely timed out is not
+    "broken" in this sense (see ``_PooledConnection``), nor is a value asyncpg could not encode (``DataError``).
     """
-    return isinstance(exc, OSError | asyncpg.PostgresConnectionError) and not isinstance(exc, TimeoutError)
+    if isinstance(exc, asyncpg.exceptions.DataError | TimeoutError):
+        return False
+    if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
+    return getattr(exc, "sqlstate", None) in _SESSION_ENDED_SQLSTATES
+
+
+def statement_unsent(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised before the statement left for the server, so even a write may run again.
+
+    asyncpg checks that the connection is open and idle before it writes a statement; a connection found closed or
+    mid-failure at that point never carried the statement.
+    """
+    message = str(exc)
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return message.startswith("cannot switch to state")
+    return type(exc) is asyncpg.InterfaceError and message == "connection is closed"
 
 
 class _PooledConnection:
     """``async with``: borrow an asyncpg connection for the block (a class: cheaper than a generator per request).
 
-    A connection whose statement timed out on the client side or whose link failed is closed rather than pooled
-    again: on a stalled network asyncpg's cancel request cannot get through either, and the next request would
-    wait for that cancellation and then read a late answer. A broken link also retires every other pooled
-    connection (the server restarted, or the network between dropped them): each is replaced on its next use
-    instead of failing one request apiece. Returning a connection is never allowed to fail a
+    A connection whose statement timed out on the client side or that is broken (``connection_broken``) is closed
+    rather than pooled again: on a stalled network asyncpg's cancel request cannot get through either, and the next
+    request would wait for that cancellation and then read a late answer. A broken connection also retires every
+    other pooled connection (the server restarted, terminated backends, or the network between dropped them): each
+    is replaced on its next use instead of failing one request apiece. Returning a connection is never allowed to fail a
     block that succeeded: the statement's outcome stands, and a connection that cannot be returned is closed.
 
     A request cancelled mid-statement (a shutdown's grace period is over) is different: the link is fine and asyncpg
@@ -188,10 +211,11 @@ class _PooledConnection:
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         conn, self._conn = self._conn, None
-        if isinstance(exc, _LINK_FAILURES):
+        broken = exc is not None and connection_broken(exc)
+        if broken or isinstance(exc, TimeoutError):
             with contextlib.suppress(asyncpg.InterfaceError):  # asyncpg pooled it already if it saw the link close
                 conn.terminate()  # back to the pool as an empty slot: the next acquire opens a fresh connection
-            if connection_lost(exc):
+            if broken:  # its pool-mates most likely went the same way (a restart, a sweep of terminations)
                 await self._db.expire()
         try:
             if isinstance(exc, asyncio.CancelledError):
