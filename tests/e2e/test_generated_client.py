@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_KEY, KEY_HEADER
-from tests.live import FLUX_DAO, MANIFEST, live_server
+from tests.live import FLUX_DAO, MANIFEST, sqlite_live_server
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 PACKAGE = "flux_dao_client"
@@ -77,8 +77,7 @@ def load(package: str, *modules: str) -> list[ModuleType]:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("generated-client-server")
-    with live_server(f"sqlite+aiosqlite:///{work / 'flux_dao.db'}", work, env={"SERVICE_API_KEYS": API_KEY}) as server:
+    with sqlite_live_server(tmp_path_factory, "generated-client-server", env={"SERVICE_API_KEYS": API_KEY}) as server:
         yield server.base
 
 

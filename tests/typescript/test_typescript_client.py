@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_KEY
-from tests.live import live_server
+from tests.live import sqlite_live_server
 
 PROJECT = Path(__file__).resolve().parent
 PROJECT_FILES = ("package.json", "package-lock.json", "tsconfig.json", "scenario.ts")
@@ -56,8 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("typescript-client-server")
-    with live_server(f"sqlite+aiosqlite:///{work / 'flux_dao.db'}", work, env={"SERVICE_API_KEYS": API_KEY}) as server:
+    with sqlite_live_server(tmp_path_factory, "typescript-client-server", env={"SERVICE_API_KEYS": API_KEY}) as server:
         yield server.base
 
 
