@@ -104,3 +104,13 @@ def live_server(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def sqlite_live_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """``live_server`` on a fresh SQLite file in a new temporary folder called ``name``."""
+    work = tmp_path_factory.mktemp(name)
+    with live_server(f"sqlite+aiosqlite:///{work / 'flux_dao.db'}", work, env=env) as server:
+        yield server

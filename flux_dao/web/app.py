@@ -12,6 +12,7 @@ from flux_dao.migrations import migration_heads
 from flux_dao.web.auth import SERVICE_KEY_HEADER, exposure_middleware
 from flux_dao.web.keys import build_keyring
 from flux_dao.web.openapi import openapi_config
+from flux_dao.web.openapi_schemas import openapi_schema_plugins
 from flux_dao.web.plugin import FluxDaoPlugin
 
 __all__ = ("create_app",)
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings.docs is not Exposure.OFF:
         docs = openapi_config(__version__, exposure_middleware(settings.docs, keyring))
     app = Litestar(
-        plugins=[plugin],
+        plugins=[plugin, *openapi_schema_plugins()],
         openapi_config=docs,
         cors_config=cors_config(settings.cors_origins),
         request_max_body_size=settings.max_body,
