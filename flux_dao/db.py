@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -192,11 +193,20 @@ def connect_failure(settings: DatabaseSettings, exc: BaseException) -> str | Non
     if isinstance(cause, socket.gaierror):
         return f"cannot reach {where}: unknown host ({cause.strerror})"
     if isinstance(cause, OSError):
-        reason = os.strerror(cause.errno).lower() if cause.errno else str(cause)
-        return f"cannot reach {where}: {reason}"
+        return f"cannot reach {where}: {_os_reason(cause)}"
     if isinstance(cause, asyncpg.PostgresError | asyncpg.InterfaceError):
         return f"cannot connect to {where} (database {url.database}, user {url.username}): {cause}"
     return None
+
+
+def _os_reason(exc: OSError) -> str:
+    """``connection refused`` rather than ``[Errno 111] Connect call failed ('127.0.0.1', 5999)``.
+
+    A host with several addresses fails with one ``Multiple exceptions: [Errno 111] ..., [Errno 111] ...`` error;
+    when every address failed the same way, that one reason is given.
+    """
+    codes = {exc.errno} if exc.errno else {int(code) for code in re.findall(r"\[Errno (\d+)\]", str(exc))}
+    return os.strerror(codes.pop()).lower() if len(codes) == 1 else str(exc)
 
 
 @asynccontextmanager

@@ -43,8 +43,6 @@ _FORMATTERS: Final[dict[str, dict[str, Any]]] = {
     "cli": {"()": "flux_dao.logs.TextFormatter", "brief": True},
 }
 LOG_FORMATS: Final = tuple(_FORMATTERS)
-_QUIET_LOGGERS: Final = ("alembic.runtime.plugins", "advanced_alchemy")
-"""Loggers whose INFO lines only describe the libraries' own set-up: WARNING and up only (below DEBUG)."""
 _encoder: Final = msgspec.json.Encoder(enc_hook=str)
 
 
@@ -135,12 +133,22 @@ class TextFormatter(logging.Formatter):
 
 
 class ChatterFilter(logging.Filter):
-    """Drops alembic's per-run notes ("Context impl SQLiteImpl.", "Will assume transactional DDL.")."""
+    """Drops the libraries' notes about their own set-up below WARNING; their warnings and real news pass.
 
+    Alembic's plugin list and its per-run "Context impl SQLiteImpl." / "Will assume transactional DDL." go, its
+    "Running upgrade" lines stay; advanced-alchemy's INFO lines go. A filter on the handler (not on the loggers), so
+    that configuring logging again (``LOG_LEVEL=DEBUG`` keeps everything) leaves nothing behind.
+    """
+
+    _QUIET_LOGGERS: Final = ("alembic.runtime.plugins", "advanced_alchemy")
     _CHATTER: Final = ("Context impl ", "Will assume ")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno < logging.WARNING and str(record.msg).startswith(self._CHATTER))
+        if record.levelno >= logging.WARNING:
+            return True
+        if record.name.startswith(self._QUIET_LOGGERS):
+            return False
+        return not (record.name == "alembic.runtime.migration" and str(record.msg).startswith(self._CHATTER))
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -175,20 +183,17 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         msg = f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}"
         raise ValueError(msg)
     inherit = {"level": level, "handlers": [], "propagate": True}
-    loggers: dict[str, dict[str, Any]] = {
-        name: dict(inherit) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-    }
+    handler: dict[str, Any] = {"()": "flux_dao.logs.StderrHandler", "formatter": "default"}
     if logging.getLevelName(level) > logging.DEBUG:
-        loggers.update({name: {**inherit, "level": "WARNING"} for name in _QUIET_LOGGERS})
-        loggers["alembic.runtime.migration"] = {**inherit, "filters": ["chatter"]}
+        handler["filters"] = ["chatter"]
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": dict(_FORMATTERS[log_format])},
         "filters": {"chatter": {"()": "flux_dao.logs.ChatterFilter"}},
-        "handlers": {"default": {"()": "flux_dao.logs.StderrHandler", "formatter": "default"}},
+        "handlers": {"default": handler},
         "root": {"level": level, "handlers": ["default"]},
-        "loggers": loggers,
+        "loggers": {name: dict(inherit) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
     }
 
 
