@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NamedTuple, Protocol
@@ -178,13 +179,13 @@ def connect_failure(settings: DatabaseSettings, exc: BaseException) -> str | Non
     """One line saying why connecting to the configured database failed; None when ``exc`` is about something else.
 
     It names the server (host and port, never the password) and the reason in words: "cannot reach PostgreSQL at
-    127.0.0.1:5999: connection refused", "cannot connect to PostgreSQL at 127.0.0.1:5432 (database flux): database
-    "flux" does not exist", "cannot open SQLite database /x/y.db: unable to open database file".
+    127.0.0.1:5999: connection refused", "cannot connect to PostgreSQL at 127.0.0.1:5432 (database flux, user flux):
+    database "flux" does not exist", "cannot open SQLite database /x/y.db: unable to open database file".
     """
     url = make_url(settings.url)
     cause = _driver_error(exc)
     if url.get_backend_name() == "sqlite":
-        if isinstance(cause, OSError | DBAPIError) or type(cause).__module__ == "sqlite3":
+        if isinstance(cause, sqlite3.Error | OSError):
             return f"cannot open SQLite database {url.database or ':memory:'}: {cause}"
         return None
     where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
