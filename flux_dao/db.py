@@ -17,6 +17,10 @@ Errors are left as the driver raised them; ``repository.integrity.classify`` rea
 import asyncio
 import contextlib
 import logging
+import os
+import re
+import socket
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, NamedTuple, Protocol
@@ -26,13 +30,24 @@ import msgspec
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
+from flux_dao.errors import DatabaseUnreachableError
 
-__all__ = ("Connection", "Database", "PoolStats", "connection_broken", "statement_unsent")
+__all__ = (
+    "Connection",
+    "Database",
+    "PoolStats",
+    "connect_failure",
+    "connect_once",
+    "connection_broken",
+    "statement_unsent",
+)
 
 _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _STATEMENT_CACHE_SIZE = 1024
@@ -181,6 +196,80 @@ def statement_unsent(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         return message.startswith("cannot switch to state")
     return type(exc) is asyncpg.InterfaceError and message == "connection is closed"
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrappers (``DBAPIError.orig`` and its cause)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+        return exc.__cause__ or exc
+    return exc
+
+
+def connect_failure(settings: DatabaseSettings, exc: BaseException) -> str | None:
+    """One line saying why connecting to the configured database failed; None when ``exc`` is about something else.
+
+    It names the server (host and port, never the password) and the reason in words: "cannot reach PostgreSQL at
+    127.0.0.1:5999: connection refused", "cannot connect to PostgreSQL at 127.0.0.1:5432 (database flux, user flux):
+    database "flux" does not exist", "cannot open SQLite database /x/y.db: unable to open database file".
+    """
+    url = make_url(settings.url)
+    cause = _driver_error(exc)
+    if url.get_backend_name() == "sqlite":
+        if isinstance(cause, sqlite3.Error | OSError):
+            return f"cannot open SQLite database {url.database or ':memory:'}: {cause}"
+        return None
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    if isinstance(cause, TimeoutError):
+        return f"cannot reach {where}: no answer within {settings.connect_timeout:g} s (DB_CONNECT_TIMEOUT)"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot reach {where}: unknown host ({cause.strerror})"
+    if isinstance(cause, OSError):
+        return f"cannot reach {where}: {_os_reason(cause)}"
+    if isinstance(cause, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"cannot connect to {where} (database {url.database}, user {url.username}): {cause}"
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    """``connection refused`` rather than ``[Errno 111] Connect call failed ('127.0.0.1', 5999)``.
+
+    A host with several addresses fails with one ``Multiple exceptions: [Errno 111] ..., [Errno 111] ...`` error;
+    when every address failed the same way, that one reason is given.
+    """
+    codes = {exc.errno} if exc.errno else {int(code) for code in re.findall(r"\[Errno (\d+)\]", str(exc))}
+    return os.strerror(codes.pop()).lower() if len(codes) == 1 else str(exc)
+
+
+@asynccontextmanager
+async def connect_once(settings: DatabaseSettings) -> AsyncIterator[AsyncConnection]:
+    """One SQLAlchemy connection outside any pool, for migrations and schema checks.
+
+    Failing to connect raises ``DatabaseUnreachableError`` with :func:`connect_failure`'s one line (the CLI prints
+    it instead of a traceback); a PostgreSQL server that does not answer fails after ``connect_timeout``.
+    """
+    connect_args = (
+        {"timeout": settings.connect_timeout} if make_url(settings.url).get_backend_name() == "postgresql" else {}
+    )
+    engine = create_async_engine(settings.url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        conn = await _connect(engine, settings)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        await engine.dispose()
+
+
+async def _connect(engine: AsyncEngine, settings: DatabaseSettings) -> AsyncConnection:
+    try:
+        return await engine.connect()
+    except Exception as exc:
+        message = connect_failure(settings, exc)
+        if message is None:
+            raise
+        raise DatabaseUnreachableError(message) from exc
 
 
 class _PooledConnection:

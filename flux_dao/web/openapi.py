@@ -1,17 +1,32 @@
-"""The OpenAPI document: 3.1, named components, the service-key scheme, and problem+json errors only."""
+"""The OpenAPI document: 3.1, named components, the service-key scheme, and problem+json errors only.
+
+Browsable at ``/schema`` (``/docs`` redirects there) with Swagger UI, whose files come from the
+``swagger-ui-bundle-v2`` package and are served under ``/schema/assets``: the page loads nothing from outside the
+service, so the docs work offline and behind a firewall.
+"""
 
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from litestar import Router
+from litestar import Router, get
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIResponse, OpenAPIType, Operation, Parameter, Schema, SecurityScheme
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from flux_dao.web.auth import SERVICE_KEY_HEADER
 
-__all__ = ("SECURITY_SCHEME", "FluxOperation", "openapi_config")
+__all__ = ("DOCS_PATH", "SCHEMA_PATH", "SECURITY_SCHEME", "FluxOperation", "docs_redirect", "openapi_config")
 
 SECURITY_SCHEME: Final = "ServiceKey"
+SCHEMA_PATH: Final = "/schema"
+"""The docs UI, with the document at ``/schema/openapi.json`` (and ``.yaml``)."""
+DOCS_PATH: Final = "/docs"
+"""A short, conventional address that redirects to the docs UI."""
+_ASSETS: Final = f"{SCHEMA_PATH}/assets"
 
 
 _ACCESS_RESPONSES: Final = {
@@ -57,12 +72,37 @@ def _not_null(parameter: Parameter) -> Parameter:
     return replace(parameter, schema=only)
 
 
+def _swagger_ui() -> SwaggerRenderPlugin:
+    """Swagger UI at the root of ``/schema``, every file it loads (scripts, styles, favicon) from ``/schema/assets``."""
+    return SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{_ASSETS}/favicon-32x32.png'>",
+    )
+
+
+def docs_redirect(middleware: list[Any] | None = None) -> HTTPRouteHandler:
+    """``GET /docs``: a redirect to the docs UI, behind the same ``middleware`` (the docs exposure) as ``/schema``."""
+
+    @get(DOCS_PATH, include_in_schema=False, middleware=middleware or [], sync_to_thread=False)
+    def docs() -> Redirect:
+        return Redirect(SCHEMA_PATH)
+
+    return docs
+
+
 def openapi_config(version: str, middleware: list[Any] | None = None) -> OpenAPIConfig:
     """Served at ``/schema`` (browsable) and ``/schema/openapi.json``, behind ``middleware`` (the docs exposure)."""
+    assets = create_static_files_router(_ASSETS.removeprefix(SCHEMA_PATH), directories=[swagger_ui_path])
     return OpenAPIConfig(
         title="flux-dao",
         version=version,
-        openapi_router=Router("/schema", route_handlers=[], middleware=middleware or [], include_in_schema=False),
+        openapi_router=Router(
+            SCHEMA_PATH, route_handlers=[assets], middleware=middleware or [], include_in_schema=False
+        ),
+        render_plugins=[_swagger_ui(), YamlRenderPlugin()],
         description="Canonical data for Flux's agents: users, goals, tasks, conversations, patterns and the "
         "notification log. Every /api/v1 route needs the `X-Flux-Service-Key` header; errors are RFC 9457 "
         "problem documents.",
