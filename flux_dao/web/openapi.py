@@ -9,12 +9,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from litestar import Router, get
+from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIResponse, OpenAPIType, Operation, Parameter, Schema, SecurityScheme
-from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
+from litestar.params import FromPath
+from litestar.response import File, Redirect
 from swagger_ui_bundle import swagger_ui_path
 
 from flux_dao.web.auth import SERVICE_KEY_HEADER
@@ -27,6 +28,14 @@ SCHEMA_PATH: Final = "/schema"
 DOCS_PATH: Final = "/docs"
 """A short, conventional address that redirects to the docs UI."""
 _ASSETS: Final = f"{SCHEMA_PATH}/assets"
+_ASSET_TYPES: Final = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui-standalone-preset.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+"""The files the docs page loads, and only those: the bundle's folder also holds a demo page that loads an example
+API from the internet."""
 
 
 _ACCESS_RESPONSES: Final = {
@@ -93,14 +102,28 @@ def docs_redirect(middleware: list[Any] | None = None) -> HTTPRouteHandler:
     return docs
 
 
+@get(f"{_ASSETS.removeprefix(SCHEMA_PATH)}/{{name:str}}", include_in_schema=False, sync_to_thread=False)
+def _asset(name: FromPath[str]) -> File:
+    """One file of the docs page, from the installed Swagger UI bundle (cached by browsers for a day)."""
+    media_type = _ASSET_TYPES.get(name)
+    if media_type is None:
+        msg = f"No docs asset {name!r}."
+        raise NotFoundException(msg)
+    return File(
+        path=f"{swagger_ui_path}/{name}",
+        media_type=media_type,
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
 def openapi_config(version: str, middleware: list[Any] | None = None) -> OpenAPIConfig:
     """Served at ``/schema`` (browsable) and ``/schema/openapi.json``, behind ``middleware`` (the docs exposure)."""
-    assets = create_static_files_router(_ASSETS.removeprefix(SCHEMA_PATH), directories=[swagger_ui_path])
     return OpenAPIConfig(
         title="flux-dao",
         version=version,
         openapi_router=Router(
-            SCHEMA_PATH, route_handlers=[assets], middleware=middleware or [], include_in_schema=False
+            SCHEMA_PATH, route_handlers=[_asset], middleware=middleware or [], include_in_schema=False
         ),
         render_plugins=[_swagger_ui(), YamlRenderPlugin()],
         description="Canonical data for Flux's agents: users, goals, tasks, conversations, patterns and the "

@@ -70,3 +70,9 @@ def test_metrics_send_one_charset(client):
     content_type = response.headers["content-type"]
     assert content_type.startswith("text/plain; version=")
     assert content_type.lower().count("charset") == 1, content_type
+
+
+@pytest.mark.parametrize("name", ["index.html", "swagger-initializer.js", "swagger-ui.js.map", "..%2F__init__.py"])
+def test_only_the_files_the_page_loads_are_served(client, name):
+    """The bundle's folder also holds a demo page that loads an example API from the internet: not served."""
+    assert client.get(f"/schema/assets/{name}").status_code == 404
