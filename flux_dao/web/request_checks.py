@@ -43,7 +43,7 @@ class _ExpectedInput:
     """What one operation takes besides its path."""
 
     query: frozenset[str]
-    required: frozenset[str]
+    required: tuple[str, ...]
     repeatable: frozenset[str]
     """Query parameters declared as lists."""
     unknown_message: str
@@ -92,7 +92,7 @@ def _expected_input(handler: HTTPRouteHandler, parameters: "KwargsModel") -> _Ex
     body = handler.opt.get(STRICT_BODY_OPT)
     return _ExpectedInput(
         query=frozenset(names),
-        required=frozenset(p.field_alias for p in declared if p.is_required),
+        required=tuple(p.field_alias for p in declared if p.is_required),
         repeatable=frozenset(p.field_alias for p in declared if p.is_sequence),
         unknown_message="unknown query parameter; "
         + (f"known: {', '.join(names)}" if names else "this operation takes none"),
@@ -103,12 +103,14 @@ def _expected_input(handler: HTTPRouteHandler, parameters: "KwargsModel") -> _Ex
 
 def _query_problems(query: MultiDict[Any], expected: _ExpectedInput) -> list[Problem]:
     """Missing required parameters, then undeclared and repeated single-valued ones in the order they appear."""
-    names = list(query.keys())
-    distinct = dict.fromkeys(names)
-    if len(distinct) == len(names) and expected.query.issuperset(distinct) and expected.required.issubset(distinct):
+    distinct = query.keys()  # each name once, in order; ``len(query)`` counts every value
+    missing = [name for name in expected.required if name not in query]
+    if len(distinct) == len(query) and expected.query.issuperset(distinct) and not missing:
         return []
-    problems = [_problem(name, _MISSING) for name in sorted(expected.required - distinct.keys())]
+    problems = [_problem(name, _MISSING) for name in missing]
     for name in distinct:
+        if not name:
+            continue  # ``?=x``: nothing a client could mean by it, and nothing to name
         if name not in expected.query:
             problems.append(_problem(name, expected.unknown_message))
         elif name not in expected.repeatable and len(query.getall(name)) > 1:
