@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 
-from flux_dao.generator.bodies import json_body, strict_body
+from flux_dao.generator.bodies import STRICT_BODY_OPT, json_body, strict_body
 from flux_dao.generator.names import GENERATED_MODULE, query_operation_id, query_struct_name
 from flux_dao.generator.resources import Resource
 from flux_dao.generator.schemas import request_struct
@@ -146,6 +146,7 @@ def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query:
         status_code=200,
         responses=problem_responses(401, 422, 503),
         operation_class=FluxOperation,
+        opt={STRICT_BODY_OPT: strict},
     )(handler)
 
 

@@ -18,7 +18,7 @@ from litestar.params import PathParameter
 from msgspec import UNSET
 
 from flux_dao.errors import FieldError, InvalidInputError
-from flux_dao.generator.bodies import json_body, strict_body
+from flux_dao.generator.bodies import STRICT_BODY_OPT, json_body, strict_body
 from flux_dao.generator.names import operation_id
 from flux_dao.generator.queries import query_handlers
 from flux_dao.generator.resources import Resource
@@ -183,6 +183,7 @@ def _create_handler(resource: Resource, repo: ResourceRepository, location: str)
         status_code=201,
         responses=problem_responses(401, 409, 422, 503),
         operation_class=FluxOperation,
+        opt={STRICT_BODY_OPT: body},
     )(create_row)
 
 
@@ -210,7 +211,7 @@ def _update_handler(resource: Resource, repo: ResourceRepository, _: str) -> HTT
         + (f" Fixed at creation: {', '.join(sorted(immutable))}." if immutable else ""),
         responses=problem_responses(401, 404, 409, 422, 503),
         operation_class=FluxOperation,
-        opt={"immutable_fields": immutable},
+        opt={"immutable_fields": immutable, STRICT_BODY_OPT: strict},
     )(update_row)
 
 

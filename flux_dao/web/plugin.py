@@ -18,6 +18,7 @@ from flux_dao.web.observability import Observability
 from flux_dao.web.openapi import SECURITY_SCHEME
 from flux_dao.web.problems import exception_handlers
 from flux_dao.web.ratelimit import RateLimiter
+from flux_dao.web.request_checks import StrictRequestsPlugin
 
 __all__ = ("FluxDaoPlugin",)
 
@@ -66,7 +67,9 @@ class FluxDaoPlugin(InitPlugin):
             route_handlers=routers,
             middleware=[api_access_middleware(self.keyring, limiter)] if guarded else [],
             security=[{SECURITY_SCHEME: []}],
+            before_request=StrictRequestsPlugin.before_request,
         )
+        app_config.plugins.append(StrictRequestsPlugin())  # learns each route's declared input for before_request
         app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads)])
         app_config.route_handlers.extend(
             self.observability.route_handlers(exposure_middleware(settings.metrics, self.keyring))

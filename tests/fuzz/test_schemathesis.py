@@ -28,8 +28,8 @@ Deliberate choices that schemathesis would otherwise report (settings in ``tests
   (``/patterns/{id}``, not ``/users/{id}/patterns/{id}``) and deleting a user removes its rows through ON DELETE
   CASCADE, as the manifest says; the check only recognises a DELETE on the row's own path or a parent path, so the
   404 after a cascade reads as "created resource not found". ``use_after_free`` still runs.
-- Unknown query parameters are ignored by design; schemathesis itself does not count extra query parameters as
-  invalid input, so nothing needed turning off for them.
+- Unknown query parameters and repeated single-valued ones are a 422 naming them (issue #8); schemathesis sends
+  only the parameters the document declares, so nothing needed turning off for them.
 - Query parameters are converted leniently by design (``?limit=5`` is the integer 5: a query string has no other
   way to carry one); JSON bodies are strict (``"5"`` for an integer field is a 422), see
   ``flux_dao/generator/bodies.py``.
