@@ -6,6 +6,7 @@ the README itself (the ``sh`` block after "In a second terminal"), so the README
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,10 +33,12 @@ def test_the_quick_start_serves_with_the_key_the_examples_use():
 
 def test_the_readme_walkthrough_runs_as_written(tmp_path_factory: pytest.TempPathFactory) -> None:
     # curl prints a body without a newline at its end, as a terminal shows it: one per line here
-    script = "curl() { command curl \"$@\"; echo; }\n" + _walkthrough()
+    script = 'curl() { command curl "$@"; echo; }\n' + _walkthrough()
+    bash = shutil.which("bash")
+    assert bash, "bash runs the README's shell examples"
     with sqlite_live_server(tmp_path_factory, "readme", env={"SERVICE_API_KEYS": "k1"}) as server:
         ran = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script.replace(QUICK_START_BASE, server.base)],
+            [bash, "-euo", "pipefail", "-c", script.replace(QUICK_START_BASE, server.base)],
             capture_output=True,
             text=True,
             timeout=60,
