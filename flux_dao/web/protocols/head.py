@@ -185,9 +185,7 @@ class HeadGuard(asyncio.Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._linger is not None:
-            return  # refused: what the client still sends is dropped
-        while data and not self.transport.is_closing():
+        while data and not self._done():  # once refused, what the client still sends is dropped
             if not self.reading_head():
                 super().data_received(data)
                 return
@@ -196,7 +194,7 @@ class HeadGuard(asyncio.Protocol):
             piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
             self.meter.count(piece)
             super().data_received(piece)
-            if self.meter.over and self.reading_head() and not self.transport.is_closing():
+            if self.meter.over and self.reading_head() and not self._done():
                 self.refuse(self.meter.refusal())
 
     # uvicorn's protocols call this for every request their parser rejects, inside the ``except`` of that error
@@ -215,10 +213,16 @@ class HeadGuard(asyncio.Protocol):
     def refuse(self, refusal: HeadRefusedError) -> None:
         """Answer with the refusal's problem, then close (after letting the client read it)."""
         self.head_done()
+        if self._done():
+            return
         peer = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
         logger.info("refused a request head from %s: %d %s: %s", peer, refusal.status, refusal.slug, refusal.detail)
         self.transport.write(problem_bytes(refusal, self.server_state.default_headers))
         self._close_softly()
+
+    def _done(self) -> bool:
+        """Whether this connection is refused or closing: nothing more is parsed or answered."""
+        return self._linger is not None or self.transport.is_closing()
 
     def _close_softly(self) -> None:
         if not self.transport.can_write_eof():
@@ -233,7 +237,7 @@ class HeadGuard(asyncio.Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_clock = None
-        if self.transport.is_closing():
+        if self._done():
             return
         if self.answering():  # a pipelined head while the app answers: its time starts again after the answer
             self._start_head_clock()
