@@ -143,9 +143,9 @@ class HeadGuard(asyncio.Protocol):
 
     Bytes: while a head is awaited, the parser is given at most one byte past the limit, so neither parser can
     buffer more (httptools would otherwise collect a header value of any length; h11 one read's worth past its
-    limit). Time: a clock starts when a head is awaited and its first byte arrives (or the connection opens) and
-    stops when the head is complete; it never runs while the app answers or while a keep-alive connection is idle
-    (uvicorn's keep-alive timeout covers that).
+    limit). Time: a clock starts when the first bytes of a head arrive without completing it (or when the connection
+    opens) and stops when the head is complete; it never runs while the app answers or while a keep-alive connection
+    is idle (uvicorn's keep-alive timeout covers that).
     """
 
     transport: asyncio.Transport
@@ -189,13 +189,15 @@ class HeadGuard(asyncio.Protocol):
             if not self.reading_head():
                 super().data_received(data)
                 return
-            self._start_head_clock()
             room = self.meter.room()
             piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
             self.meter.count(piece)
             super().data_received(piece)
-            if self.meter.over and self.reading_head() and not self._done():
-                self.refuse(self.meter.refusal())
+            if self.meter.seen and self.reading_head() and not self._done():  # an unfinished head
+                if self.meter.over:
+                    self.refuse(self.meter.refusal())
+                    return
+                self._start_head_clock()  # from its first bytes, which arrived now; a head read whole needs none
 
     # uvicorn's protocols call this for every request their parser rejects, inside the ``except`` of that error
     def send_400_response(self, msg: str) -> None:
