@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,6 +218,20 @@ def test_keep_alive_idle_time_and_slow_bodies_are_not_head_time(server):
         elapsed = time.monotonic() - started
     assert response.status == 408
     assert HEAD_TIMEOUT * 0.8 <= elapsed <= HEAD_TIMEOUT + 2
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_shutdown_closes_refused_connections_and_exits_0(parser, tmp_path):
+    env = {"FLUX_DAO_HTTP_PARSER": parser}
+    with (
+        live_server(f"sqlite+aiosqlite:///{tmp_path / 'flux_dao.db'}", tmp_path, env=env) as running,
+        ExitStack() as sockets,
+    ):
+        for _ in range(2):  # refused, and still open for the client to read the answer
+            sock = sockets.enter_context(socket.create_connection(address(running)))
+            sock.sendall(get(extra=b"".join(b"X-Field-%d: 1\r\n" % i for i in range(101))))
+            assert parse_response(sock.recv(65536)).status == 431
+        assert running.stop() == 0, running.output
 
 
 # --- memory ---------------------------------------------------------------------------------------------------------

@@ -199,6 +199,13 @@ class HeadGuard(asyncio.Protocol):
                     return
                 self._start_head_clock()  # from its first bytes, which arrived now; a head read whole needs none
 
+    def shutdown(self) -> None:
+        """Server shutdown: a refused connection just closes (h11 would refuse to record a close mid-request)."""
+        if self._linger is not None:
+            self.transport.close()
+            return
+        super().shutdown()  # type: ignore[misc]  # uvicorn's protocols define it; asyncio.Protocol does not
+
     # uvicorn's protocols call this for every request their parser rejects, inside the ``except`` of that error
     def send_400_response(self, msg: str) -> None:
         """Answer the error being handled (``msg`` is uvicorn's fixed text; the error itself says more)."""
@@ -241,7 +248,7 @@ class HeadGuard(asyncio.Protocol):
         self._head_clock = None
         if self._done():
             return
-        if self.answering():  # a pipelined head while the app answers: its time starts again after the answer
+        if self.answering():  # a pipelined head while the app answers: it gets another full period
             self._start_head_clock()
             return
         if self.meter.seen == 0:  # nothing of a request came: just close, as for an idle keep-alive connection
