@@ -9,12 +9,14 @@ import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Final
 
 import click
 
+from flux_dao import __version__
 from flux_dao.config import Exposure, Settings
-from flux_dao.errors import ManifestError
-from flux_dao.logs import configure_logging, logging_config
+from flux_dao.errors import DatabaseUnreachableError, ManifestError
+from flux_dao.logs import FIELDS_ATTR, configure_logging, logging_config
 from flux_dao.manifest.spec import Manifest
 
 __all__ = ("main",)
@@ -40,12 +42,33 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class FluxDaoGroup(click.Group):
+    """The command group: a database that cannot be reached ends any command with one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DatabaseUnreachableError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def log_format_for(configured: str, command: str | None) -> str:
+    """The log format a command uses: the configured one, or for ``auto`` JSON for ``serve``, plain for the rest.
+
+    A service's logs are read by machines; every other command's output is read by a person.
+    """
+    if configured != "auto":
+        return configured
+    return "json" if command == "serve" else "cli"
+
+
+@click.group(cls=FluxDaoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--manifest",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="FLUX_DAO_MANIFEST",
-    help="Manifest to serve (env FLUX_DAO_MANIFEST; default ./resources.yaml, else the bundled one). "
+    show_envvar=True,
+    help="Manifest to serve (default ./resources.yaml, else the bundled one). "
     "Its migrations live in the migrations/ folder beside it.",
 )
 @click.version_option(package_name="flux-dao")
@@ -53,11 +76,17 @@ def is_loopback(host: str) -> bool:
 def main(ctx: click.Context, manifest: Path | None) -> None:
     """flux-dao: the schema-driven data service for Flux's agents.
 
-    Example:
-        flux-dao serve            # SQLite ./flux_dao.db on 127.0.0.1:8001
+    Settings come from the environment, each as FLUX_DAO_<NAME> (FLUX_DAO_DATABASE_URL, FLUX_DAO_SERVICE_API_KEYS,
+    FLUX_DAO_LOG_LEVEL...); the older bare names (DATABASE_URL...) still work, the prefixed one wins.
+
+    \b
+    Examples:
+        flux-dao serve                 # SQLite ./flux_dao.db on 127.0.0.1:8001
+        flux-dao --manifest my.yaml check
     """
     try:
         settings = Settings.from_env()
+        settings = replace(settings, log_format=log_format_for(settings.log_format, ctx.invoked_subcommand))
         configure_logging(settings.log_level, settings.log_format)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -66,47 +95,71 @@ def main(ctx: click.Context, manifest: Path | None) -> None:
     ctx.obj = settings
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8001, show_default=True, type=int, help="Port to bind.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
-@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations before serving.")
+_ENV: Final[dict[str, Any]] = {"show_envvar": True, "show_default": True}
+"""Options that also read an environment variable, and say which in ``--help``."""
+
+
+@main.command(
+    epilog="Every other setting is an environment variable too: FLUX_DAO_DATABASE_URL, FLUX_DAO_SERVICE_API_KEYS, "
+    "FLUX_DAO_KEYS_FILE, FLUX_DAO_DB_POOL_SIZE, FLUX_DAO_LOG_LEVEL, FLUX_DAO_LOG_FORMAT... (README: Configuration)."
+)
+@click.option("--host", default="127.0.0.1", envvar="FLUX_DAO_HOST", **_ENV, help="Address to bind.")
+@click.option(
+    "--port", default=8001, type=click.IntRange(0, 65535), envvar="FLUX_DAO_PORT", **_ENV, help="Port to bind."
+)
+@click.option(
+    "--workers", default=1, type=click.IntRange(min=1), envvar="FLUX_DAO_WORKERS", **_ENV, help="Worker processes."
+)
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    envvar="FLUX_DAO_NO_MIGRATE",
+    show_envvar=True,
+    help="Do not apply pending migrations before serving.",
+)
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bool) -> None:
     """Apply pending migrations, then serve the API with uvicorn.
 
     Without SERVICE_API_KEYS the API is open, so it only starts on a loopback address.
 
-    Example:
-        SERVICE_API_KEYS=k1,k2 DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/flux flux-dao serve --host 0.0.0.0
+    \b
+    Examples:
+        flux-dao serve --port 8002
+        FLUX_DAO_SERVICE_API_KEYS=k1,k2 FLUX_DAO_DATABASE_URL=postgres://postgres@127.0.0.1/flux \\
+            flux-dao serve --host 0.0.0.0
     """
     import signal  # noqa: PLC0415
 
     import uvicorn  # noqa: PLC0415 (only serve needs the server)
 
     from flux_dao.migrations import upgrade  # noqa: PLC0415
+    from flux_dao.startup import startup_summary  # noqa: PLC0415
     from flux_dao.web.observability import share_metrics  # noqa: PLC0415
     from flux_dao.web.protocols import http_protocol  # noqa: PLC0415
 
     settings = _settings(ctx)
-    if not settings.has_keys:
-        if not is_loopback(host):
-            msg = (
-                f"refusing to serve on {host} without service keys: set SERVICE_API_KEYS "
-                "(a JSON list or comma-separated keys), or bind to 127.0.0.1"
-            )
-            raise click.ClickException(msg)
-        logger.warning("no SERVICE_API_KEYS configured: the API is open on loopback only (%s)", host)
+    if not settings.has_keys and not is_loopback(host):
+        msg = (
+            f"refusing to serve on {host} without service keys: set SERVICE_API_KEYS "
+            "(a JSON list or comma-separated keys), or bind to 127.0.0.1"
+        )
+        raise click.ClickException(msg)
     manifest = _load_or_exit(settings)
     _check_keys(settings, manifest)
     if not no_migrate:
         upgrade(settings)
-        logger.info("database is at the migration head")
+    if not settings.has_keys:
+        logger.warning("no SERVICE_API_KEYS configured: the API is open on loopback only (%s)", host)
     os.environ["FLUX_DAO_MANIFEST"] = str(settings.manifest_path)  # workers rebuild settings from the environment
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it found: with the
     # default one the process would die of it (exit -15) after a clean shutdown. Exit 0 instead.
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     share_metrics(workers)  # several workers: one metrics folder, summed on every scrape; removed at exit
+    summary = startup_summary(
+        settings, len(manifest.entities), host=host, port=port, workers=workers, migrated=not no_migrate
+    )
+    logger.info("starting flux-dao %s", __version__, extra={FIELDS_ATTR: summary})
     uvicorn.run(
         "flux_dao.web.app:create_app",
         factory=True,
@@ -131,8 +184,9 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
 def migrate(ctx: click.Context, revision: str) -> None:
     """Upgrade the database to the migration head.
 
+    \b
     Example:
-        DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/flux flux-dao migrate
+        FLUX_DAO_DATABASE_URL=postgres://postgres@127.0.0.1/flux flux-dao migrate
     """
     from flux_dao.migrations import upgrade  # noqa: PLC0415
 
@@ -150,6 +204,7 @@ def makemigrations(ctx: click.Context, message: str) -> None:
 
     Compares the manifest with its migrations on a scratch SQLite database; DATABASE_URL is not touched.
 
+    \b
     Example:
         flux-dao makemigrations -m "add messages"
     """
@@ -166,6 +221,7 @@ def makemigrations(ctx: click.Context, message: str) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the manifest; exit 1 with every problem listed if it is invalid.
 
+    \b
     Example:
         flux-dao --manifest my.yaml check
     """
@@ -180,6 +236,7 @@ def check(ctx: click.Context) -> None:
 def openapi(ctx: click.Context, indent: int) -> None:
     """Print the OpenAPI 3.1 document as JSON.
 
+    \b
     Example:
         flux-dao openapi > openapi.json
     """

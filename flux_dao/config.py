@@ -2,28 +2,52 @@
 
 Every knob flux-dao has lives here, as a frozen dataclass per concern with a typed default, so that
 ``Settings.from_env()`` is the only place that touches ``os.environ`` and tests can build settings directly.
+
+One prefix: every setting reads as ``FLUX_DAO_<NAME>`` (:func:`env_setting`). The older bare names
+(``DATABASE_URL``, ``SERVICE_API_KEYS``, ``DB_POOL_SIZE``, ``LOG_LEVEL``...) keep working; when both are set the
+prefixed one wins.
 """
 
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, TypeVar
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 __all__ = (
+    "DATABASE_SCHEMES",
     "DEFAULT_DATABASE_URL",
+    "ENV_PREFIX",
     "DatabaseSettings",
     "Exposure",
     "HttpParser",
     "Settings",
     "default_manifest_path",
+    "env_setting",
+    "normalize_database_url",
     "parse_api_keys",
+    "redact_url",
 )
 
 DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///./flux_dao.db"
+ENV_PREFIX: Final = "FLUX_DAO_"
+DATABASE_SCHEMES: Final = {
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "sqlite": "sqlite+aiosqlite",
+}
+"""The URL schemes flux-dao accepts, each mapped to the async driver it runs on."""
+_URL_EXAMPLES: Final = "postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
+_PASSWORD_IN_URL: Final = re.compile(r"(://[^/:@]*:)[^/]*@")
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
 _CHECKOUT_MANIFEST: Final = _PACKAGE_DIR.parent / "resources.yaml"
 _BUNDLED_MANIFEST: Final = _PACKAGE_DIR / "_bundled" / "resources.yaml"
@@ -62,9 +86,29 @@ def parse_api_keys(raw: str | None) -> tuple[str, ...]:
     return tuple(k.strip() for k in keys if k.strip())
 
 
+def env_setting(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
+    """The variable that sets ``name`` and its value: ``FLUX_DAO_<NAME>`` first, then the bare ``<NAME>``.
+
+    ``name`` is the setting's historical name: a bare one (``DATABASE_URL``) is also read with the prefix, and the
+    prefixed variable wins when both are set; a name that already has the prefix (``FLUX_DAO_MAX_BODY``) is read
+    only as it is, so no generic bare name (``DOCS``) is ever picked up. An empty value counts as unset. The
+    variable name returned is the one error messages should name.
+    """
+    candidates = (name,) if name.startswith(ENV_PREFIX) else (ENV_PREFIX + name, name)
+    for candidate in candidates:
+        value = env.get(candidate)
+        if value:
+            return candidate, value
+    return candidates[0], None
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    return env_setting(env, name)[1]
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    name, raw = env_setting(env, name)
+    if raw is None:
         return default
     try:
         return int(raw)
@@ -74,8 +118,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    name, raw = env_setting(env, name)
+    if raw is None:
         return default
     try:
         return float(raw)
@@ -85,7 +129,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+    return tuple(item.strip() for item in (_text(env, name) or "").split(",") if item.strip())
 
 
 class Exposure(StrEnum):
@@ -108,13 +152,62 @@ def _exposure(env: Mapping[str, str], name: str) -> Exposure:
 def _choice(env: Mapping[str, str], name: str, default: _Choice) -> _Choice:
     """One member of ``default``'s enum, by its value (case-insensitive)."""
     kind = type(default)
-    raw = (env.get(name) or default.value).strip().lower()
+    name, value = env_setting(env, name)
+    raw = (value or default.value).strip().lower()
     try:
         return kind(raw)
     except ValueError as exc:
         allowed = "|".join(e.value for e in kind)
         msg = f"{name} must be one of {allowed}, got {raw!r}"
         raise ValueError(msg) from exc
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for logs and error messages (even a malformed one).
+
+    Everything between ``user:`` and the last ``@`` of the authority goes, so an unescaped ``@`` in the password
+    cannot leave half of it behind.
+    """
+    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:
+    """``url`` on the async driver flux-dao runs (``postgres://`` -> ``postgresql+asyncpg://`` and so on).
+
+    ``postgres://`` and ``postgresql://`` (what most tools print) become ``postgresql+asyncpg://``, ``sqlite://``
+    becomes ``sqlite+aiosqlite://``; URLs that already name those drivers are kept as they are.
+
+    Raises:
+        ValueError: one line naming ``name`` (the variable the URL came from) and what is wrong: an unknown scheme
+            (listing the accepted ones) or a malformed URL. The password is never part of it.
+    """
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator or not scheme:
+        msg = f"{name} is malformed: it is not <scheme>://... (e.g. {_URL_EXAMPLES})"  # not echoed: a password?
+        raise ValueError(msg)
+    driver = DATABASE_SCHEMES.get(scheme.lower())
+    if driver is None:
+        accepted = ", ".join(f"{s}://" for s in DATABASE_SCHEMES)
+        msg = f"{name} has an unknown scheme {scheme + '://'!r}: use one of {accepted}"
+        raise ValueError(msg)
+    normalized = f"{driver}://{rest}"
+    try:
+        _check_url_parts(make_url(normalized))
+    except (ArgumentError, ValueError) as exc:
+        reason = "the port is not a number" if "invalid literal for int" in str(exc) else str(exc)
+        msg = f"{name} is malformed ({reason}): {redact_url(normalized)}"
+        raise ValueError(msg) from None
+    return normalized
+
+
+def _check_url_parts(url: URL) -> None:
+    """What ``make_url`` lets through: an ``@`` left in the host (an unescaped one in the password) or a bad port."""
+    if url.host is not None and "@" in url.host:
+        msg = "an '@' in the user or password must be written %40"
+        raise ValueError(msg)
+    if url.port is not None and not 0 < url.port < 65536:
+        msg = f"port {url.port} is out of range"
+        raise ValueError(msg)
 
 
 class HttpParser(StrEnum):
@@ -133,7 +226,8 @@ class DatabaseSettings:
     """How to reach the database."""
 
     url: str = DEFAULT_DATABASE_URL
-    """SQLAlchemy URL: ``postgresql+asyncpg://user@host/db`` or ``sqlite+aiosqlite:///path`` (env ``DATABASE_URL``)."""
+    """SQLAlchemy URL: ``postgresql+asyncpg://user@host/db`` or ``sqlite+aiosqlite:///path`` (env ``DATABASE_URL``).
+    Normalised on construction (:func:`normalize_database_url`), so the app, migrations and workers use the same."""
     pool_size: int = 10
     """Connections kept open per worker (env ``DB_POOL_SIZE``). Overflow is off: a steady pool avoids connect churn."""
     pool_timeout: float = 10.0
@@ -146,11 +240,20 @@ class DatabaseSettings:
     """Seconds one SQL statement may run on PostgreSQL before it is cancelled and answered with 503
     (env ``DB_STATEMENT_TIMEOUT``; 0 disables)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", normalize_database_url(self.url))
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password hidden, for logs and messages."""
+        return redact_url(self.url)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "DatabaseSettings":
-        """Read the ``DATABASE_URL`` and ``DB_*`` variables."""
+        """Read the ``DATABASE_URL`` and ``DB_*`` variables (each also as ``FLUX_DAO_...``)."""
+        name, url = env_setting(env, "DATABASE_URL")
         return cls(
-            url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            url=normalize_database_url(url, name) if url else DEFAULT_DATABASE_URL,
             pool_size=_int(env, "DB_POOL_SIZE", cls.pool_size),
             pool_timeout=_float(env, "DB_POOL_TIMEOUT", cls.pool_timeout),
             connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", cls.connect_timeout),
@@ -185,8 +288,9 @@ class Settings:
     """Who may scrape ``/metrics`` (env ``FLUX_DAO_METRICS``: auto, public, key or off)."""
     shutdown_grace: int = 10
     """Seconds in-flight requests get to finish after SIGTERM (env ``FLUX_DAO_SHUTDOWN_GRACE``)."""
-    log_format: str = "json"
-    """``json`` (one object per line) or ``text`` (env ``FLUX_DAO_LOG_FORMAT``)."""
+    log_format: str = "auto"
+    """``json`` (one object per line), ``text``, or ``auto``: JSON for ``flux-dao serve``, plain lines for the other
+    commands (env ``FLUX_DAO_LOG_FORMAT``)."""
     max_body: int = 1024 * 1024
     """Largest request body accepted, in bytes; larger bodies are answered 413 (env ``FLUX_DAO_MAX_BODY``)."""
     max_header_bytes: int = 16 * 1024
@@ -216,12 +320,12 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read settings from the process environment (or from ``env`` in tests)."""
         env = os.environ if env is None else env
-        manifest = env.get("FLUX_DAO_MANIFEST")
+        manifest = _text(env, "FLUX_DAO_MANIFEST")
         return cls(
             database=DatabaseSettings.from_env(env),
             manifest_path=Path(manifest).resolve() if manifest else default_manifest_path(),
-            api_keys=parse_api_keys(env.get("SERVICE_API_KEYS")),
-            keys_file=Path(keys_file).resolve() if (keys_file := env.get("FLUX_DAO_KEYS_FILE")) else None,
+            api_keys=parse_api_keys(_text(env, "SERVICE_API_KEYS")),
+            keys_file=Path(keys_file).resolve() if (keys_file := _text(env, "FLUX_DAO_KEYS_FILE")) else None,
             rate_limit=_at_least_zero("FLUX_DAO_RATE_LIMIT", _float(env, "FLUX_DAO_RATE_LIMIT", cls.rate_limit)),
             rate_burst=int(_at_least_zero("FLUX_DAO_RATE_BURST", _int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst))),
             cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
@@ -235,7 +339,7 @@ class Settings:
                 "FLUX_DAO_HEADER_TIMEOUT", _float(env, "FLUX_DAO_HEADER_TIMEOUT", cls.header_timeout)
             ),
             http_parser=_choice(env, "FLUX_DAO_HTTP_PARSER", HttpParser.AUTO),
-            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_level=(_text(env, "LOG_LEVEL") or "INFO").upper(),
             log_format=_log_format(env),
         )
 
@@ -268,8 +372,8 @@ def _above_zero(name: str, value: float) -> float:
 
 
 def _log_format(env: Mapping[str, str]) -> str:
-    raw = (env.get("FLUX_DAO_LOG_FORMAT") or "json").strip().lower()
-    if raw not in {"json", "text"}:
-        msg = f"FLUX_DAO_LOG_FORMAT must be json or text, got {raw!r}"
+    raw = (_text(env, "FLUX_DAO_LOG_FORMAT") or "auto").strip().lower()
+    if raw not in {"auto", "json", "text"}:
+        msg = f"FLUX_DAO_LOG_FORMAT must be auto, json or text, got {raw!r}"
         raise ValueError(msg)
     return raw

@@ -17,22 +17,37 @@ Errors are left as the driver raised them; ``repository.integrity.classify`` rea
 import asyncio
 import contextlib
 import logging
+import os
+import re
+import socket
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import asyncpg
 import msgspec
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
+from flux_dao.errors import DatabaseUnreachableError
 
-__all__ = ("Connection", "Database", "PoolStats", "connection_lost")
+__all__ = (
+    "Connection",
+    "Database",
+    "PoolStats",
+    "connect_failure",
+    "connect_once",
+    "connection_broken",
+    "statement_unsent",
+)
 
 _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _STATEMENT_CACHE_SIZE = 1024
@@ -148,26 +163,123 @@ class _SQLAlchemyConnection:
         return int(result.rowcount)
 
 
-_LINK_FAILURES = (TimeoutError, OSError, asyncpg.PostgresConnectionError)
-"""Failures after which a connection's protocol state is unknown (a statement may still be on the wire)."""
+_SESSION_ENDED_SQLSTATES: Final = ("57P01", "57P02", "57P03", "57P04", "57P05")
+"""The server ended the session: admin shutdown (``pg_terminate_backend``), crash shutdown, cannot connect now,
+database dropped, idle session timeout. The connection is gone although its socket may not be closed yet."""
 
 
-def connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the link to the database broke (reset, closed, refused), as opposed to it being slow.
+def connection_broken(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves its connection unusable, whatever class asyncpg raised it as.
 
-    After such a failure a read may be run again on a new connection; a write may not (it may have committed).
+    The link broke, the server ended the session (a terminated backend answers ``57P01`` and then closes), or
+    asyncpg's protocol state is lost: a connection whose server went away between two statements can still look
+    open for a moment and then refuses the next one with ``InternalClientError: cannot switch to state 12``. Such a
+    connection is never pooled again, and the request answers 503. A statement that merely timed out is not
+    "broken" in this sense (see ``_PooledConnection``), nor is a value asyncpg could not encode (``DataError``).
     """
-    return isinstance(exc, OSError | asyncpg.PostgresConnectionError) and not isinstance(exc, TimeoutError)
+    if isinstance(exc, asyncpg.exceptions.DataError | TimeoutError):
+        return False
+    if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
+    return getattr(exc, "sqlstate", None) in _SESSION_ENDED_SQLSTATES
+
+
+def statement_unsent(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised before the statement left for the server, so even a write may run again.
+
+    asyncpg checks that the connection is open and idle before it writes a statement; a connection found closed or
+    mid-failure at that point never carried the statement.
+    """
+    message = str(exc)
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return message.startswith("cannot switch to state")
+    return type(exc) is asyncpg.InterfaceError and message == "connection is closed"
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrappers (``DBAPIError.orig`` and its cause)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+        return exc.__cause__ or exc
+    return exc
+
+
+def connect_failure(settings: DatabaseSettings, exc: BaseException) -> str | None:
+    """One line saying why connecting to the configured database failed; None when ``exc`` is about something else.
+
+    It names the server (host and port, never the password) and the reason in words: "cannot reach PostgreSQL at
+    127.0.0.1:5999: connection refused", "cannot connect to PostgreSQL at 127.0.0.1:5432 (database flux, user flux):
+    database "flux" does not exist", "cannot open SQLite database /x/y.db: unable to open database file".
+    """
+    url = make_url(settings.url)
+    cause = _driver_error(exc)
+    if url.get_backend_name() == "sqlite":
+        if isinstance(cause, sqlite3.Error | OSError):
+            return f"cannot open SQLite database {url.database or ':memory:'}: {cause}"
+        return None
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    if isinstance(cause, TimeoutError):
+        return f"cannot reach {where}: no answer within {settings.connect_timeout:g} s (DB_CONNECT_TIMEOUT)"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot reach {where}: unknown host ({cause.strerror})"
+    if isinstance(cause, OSError):
+        return f"cannot reach {where}: {_os_reason(cause)}"
+    if isinstance(cause, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"cannot connect to {where} (database {url.database}, user {url.username}): {cause}"
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    """``connection refused`` rather than ``[Errno 111] Connect call failed ('127.0.0.1', 5999)``.
+
+    A host with several addresses fails with one ``Multiple exceptions: [Errno 111] ..., [Errno 111] ...`` error;
+    when every address failed the same way, that one reason is given.
+    """
+    codes = {exc.errno} if exc.errno else {int(code) for code in re.findall(r"\[Errno (\d+)\]", str(exc))}
+    return os.strerror(codes.pop()).lower() if len(codes) == 1 else str(exc)
+
+
+@asynccontextmanager
+async def connect_once(settings: DatabaseSettings) -> AsyncIterator[AsyncConnection]:
+    """One SQLAlchemy connection outside any pool, for migrations and schema checks.
+
+    Failing to connect raises ``DatabaseUnreachableError`` with :func:`connect_failure`'s one line (the CLI prints
+    it instead of a traceback); a PostgreSQL server that does not answer fails after ``connect_timeout``.
+    """
+    connect_args = (
+        {"timeout": settings.connect_timeout} if make_url(settings.url).get_backend_name() == "postgresql" else {}
+    )
+    engine = create_async_engine(settings.url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        conn = await _connect(engine, settings)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        await engine.dispose()
+
+
+async def _connect(engine: AsyncEngine, settings: DatabaseSettings) -> AsyncConnection:
+    try:
+        return await engine.connect()
+    except Exception as exc:
+        message = connect_failure(settings, exc)
+        if message is None:
+            raise
+        raise DatabaseUnreachableError(message) from exc
 
 
 class _PooledConnection:
     """``async with``: borrow an asyncpg connection for the block (a class: cheaper than a generator per request).
 
-    A connection whose statement timed out on the client side or whose link failed is closed rather than pooled
-    again: on a stalled network asyncpg's cancel request cannot get through either, and the next request would
-    wait for that cancellation and then read a late answer. A broken link also retires every other pooled
-    connection (the server restarted, or the network between dropped them): each is replaced on its next use
-    instead of failing one request apiece. Returning a connection is never allowed to fail a
+    A connection whose statement timed out on the client side or that is broken (``connection_broken``) is closed
+    rather than pooled again: on a stalled network asyncpg's cancel request cannot get through either, and the next
+    request would wait for that cancellation and then read a late answer. A broken connection also retires every
+    other pooled connection (the server restarted, terminated backends, or the network between dropped them): each
+    is replaced on its next use instead of failing one request apiece. Returning a connection is never allowed to fail a
     block that succeeded: the statement's outcome stands, and a connection that cannot be returned is closed.
 
     A request cancelled mid-statement (a shutdown's grace period is over) is different: the link is fine and asyncpg
@@ -188,10 +300,11 @@ class _PooledConnection:
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         conn, self._conn = self._conn, None
-        if isinstance(exc, _LINK_FAILURES):
+        broken = exc is not None and connection_broken(exc)
+        if broken or isinstance(exc, TimeoutError):
             with contextlib.suppress(asyncpg.InterfaceError):  # asyncpg pooled it already if it saw the link close
                 conn.terminate()  # back to the pool as an empty slot: the next acquire opens a fresh connection
-            if connection_lost(exc):
+            if broken:  # its pool-mates most likely went the same way (a restart, a sweep of terminations)
                 await self._db.expire()
         try:
             if isinstance(exc, asyncio.CancelledError):

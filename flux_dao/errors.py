@@ -10,6 +10,7 @@ from typing import Any
 __all__ = (
     "ConflictError",
     "DatabaseUnavailableError",
+    "DatabaseUnreachableError",
     "DuplicateError",
     "FieldError",
     "FluxDaoError",
@@ -26,6 +27,10 @@ __all__ = (
 
 class FluxDaoError(Exception):
     """Root of every error flux-dao raises on purpose."""
+
+
+class DatabaseUnreachableError(FluxDaoError):
+    """The configured database cannot be connected to (at start-up, migrating); one line naming where and why."""
 
 
 class ManifestError(FluxDaoError):

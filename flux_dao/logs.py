@@ -1,10 +1,12 @@
-"""Logging, configured in one place for ``flux-dao serve`` and for uvicorn's own lines.
+"""Logging, configured in one place for ``flux-dao serve``, the other commands, and uvicorn's own lines.
 
-``json`` (the default, ``FLUX_DAO_LOG_FORMAT``) writes one JSON object per line to stderr: ``ts`` (UTC, ISO 8601,
-milliseconds), ``level``, ``logger``, ``message``, then the record's structured ``fields`` (the request log's
-method, route, status...) and ``exc_info`` when there is a traceback. ``text`` writes the same as one readable line.
-The level is ``LOG_LEVEL``. uvicorn gets the same configuration as a ``log_config`` dict, so that every worker it
-starts logs the same way.
+``json`` (``serve``'s default, ``FLUX_DAO_LOG_FORMAT``) writes one JSON object per line to stderr: ``ts`` (UTC,
+ISO 8601, milliseconds), ``level``, ``logger``, ``message``, then the record's structured ``fields`` (the request
+log's method, route, status...) and ``exc_info`` when there is a traceback. ``text`` writes the same as one readable
+line. ``cli`` (the other commands' default) writes only the message, prefixed with the level from WARNING up. The
+level is ``LOG_LEVEL``. uvicorn gets the same configuration as a ``log_config`` dict, so that every worker it starts
+logs the same way. Alembic's start-up chatter (its plugins, "Context impl", "Will assume ... DDL") is dropped below
+DEBUG; its "Running upgrade" lines and every warning are kept.
 """
 
 import logging
@@ -20,7 +22,9 @@ import msgspec
 
 __all__ = (
     "FIELDS_ATTR",
+    "LOG_FORMATS",
     "REQUEST_ID",
+    "ChatterFilter",
     "JsonFormatter",
     "StderrHandler",
     "TextFormatter",
@@ -33,7 +37,12 @@ FIELDS_ATTR: Final = "fields"
 REQUEST_ID: Final[ContextVar[str | None]] = ContextVar("flux_dao_request_id", default=None)
 """The id of the request being served (set by the request-log middleware); every line logged meanwhile carries it."""
 
-_FORMATTERS: Final = {"json": "flux_dao.logs.JsonFormatter", "text": "flux_dao.logs.TextFormatter"}
+_FORMATTERS: Final[dict[str, dict[str, Any]]] = {
+    "json": {"()": "flux_dao.logs.JsonFormatter"},
+    "text": {"()": "flux_dao.logs.TextFormatter"},
+    "cli": {"()": "flux_dao.logs.TextFormatter", "brief": True},
+}
+LOG_FORMATS: Final = tuple(_FORMATTERS)
 _encoder: Final = msgspec.json.Encoder(enc_hook=str)
 
 
@@ -93,17 +102,24 @@ def _text_value(value: Any) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``<ts> <LEVEL> [<pid>] <logger>: <message> key=value ...``, then the traceback if any."""
+    """``<ts> <LEVEL> [<pid>] <logger>: <message> key=value ...``, then the traceback if any.
 
-    def __init__(self) -> None:
+    ``brief`` (the CLI's lines) leaves out the timestamp, pid and logger, and the level below WARNING:
+    ``warning: <message> key=value ...``.
+    """
+
+    def __init__(self, *, brief: bool = False) -> None:
         super().__init__()
         self._timestamp = _UtcTimestamps()
+        self._brief = brief
+
+    def _prefix(self, record: logging.LogRecord) -> str:
+        if not self._brief:
+            return f"{self._timestamp(record.created)} {record.levelname} [{record.process}] {record.name}: "
+        return f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = (
-            f"{self._timestamp(record.created)} {record.levelname} [{record.process}] {record.name}: "
-            f"{record.getMessage().translate(_CONTROLS)}"
-        )
+        line = self._prefix(record) + record.getMessage().translate(_CONTROLS)
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
         if fields:
             line += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None)
@@ -114,6 +130,25 @@ class TextFormatter(logging.Formatter):
         if record.stack_info:
             line += "\n" + self.formatStack(record.stack_info)
         return line
+
+
+class ChatterFilter(logging.Filter):
+    """Drops the libraries' notes about their own set-up below WARNING; their warnings and real news pass.
+
+    Alembic's plugin list and its per-run "Context impl SQLiteImpl." / "Will assume transactional DDL." go, its
+    "Running upgrade" lines stay; advanced-alchemy's INFO lines go. A filter on the handler (not on the loggers), so
+    that configuring logging again (``LOG_LEVEL=DEBUG`` keeps everything) leaves nothing behind.
+    """
+
+    _QUIET_LOGGERS: Final = ("alembic.runtime.plugins", "advanced_alchemy")
+    _CHATTER: Final = ("Context impl ", "Will assume ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        if record.name.startswith(self._QUIET_LOGGERS):
+            return False
+        return not (record.name == "alembic.runtime.migration" and str(record.msg).startswith(self._CHATTER))
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -139,20 +174,24 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dict: one stderr handler on the root logger; uvicorn's loggers propagate to it.
 
     Raises:
-        ValueError: ``level`` is not a logging level name, or ``log_format`` is not ``json`` or ``text``.
+        ValueError: ``level`` is not a logging level name, or ``log_format`` is not one of :data:`LOG_FORMATS`.
     """
     if log_format not in _FORMATTERS:
-        msg = f"log format must be json or text, got {log_format!r}"
+        msg = f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}"
         raise ValueError(msg)
     if not isinstance(logging.getLevelName(level), int):
         msg = f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}"
         raise ValueError(msg)
     inherit = {"level": level, "handlers": [], "propagate": True}
+    handler: dict[str, Any] = {"()": "flux_dao.logs.StderrHandler", "formatter": "default"}
+    if logging.getLevelName(level) > logging.DEBUG:
+        handler["filters"] = ["chatter"]
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": {"()": _FORMATTERS[log_format]}},
-        "handlers": {"default": {"()": "flux_dao.logs.StderrHandler", "formatter": "default"}},
+        "formatters": {"default": dict(_FORMATTERS[log_format])},
+        "filters": {"chatter": {"()": "flux_dao.logs.ChatterFilter"}},
+        "handlers": {"default": handler},
         "root": {"level": level, "handlers": ["default"]},
         "loggers": {name: dict(inherit) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
     }

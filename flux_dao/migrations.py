@@ -19,10 +19,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from flux_dao.config import Settings
+from flux_dao.db import connect_once
 
 __all__ = (
     "ADVISORY_LOCK_KEY",
@@ -151,12 +150,8 @@ def schema_diff(settings: Settings) -> list[Any]:
         return list(compare_metadata(context, metadata))
 
     async def run() -> list[Any]:
-        engine = create_async_engine(settings.database.url, poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                return await conn.run_sync(compare)
-        finally:
-            await engine.dispose()
+        async with connect_once(settings.database) as conn:
+            return await conn.run_sync(compare)
 
     return asyncio.run(run())
 
@@ -194,11 +189,7 @@ def run_env() -> None:
                 connection.commit()
 
     async def run() -> None:
-        engine = create_async_engine(settings.database.url, poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                await conn.run_sync(migrate)
-        finally:
-            await engine.dispose()
+        async with connect_once(settings.database) as conn:
+            await conn.run_sync(migrate)
 
     asyncio.run(run())

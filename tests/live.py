@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,19 @@ MANIFEST = ROOT / "resources.yaml"
 FLUX_DAO = Path(sys.executable).parent / "flux-dao"
 _INHERITED_OUT = {
     "SERVICE_API_KEYS",
+    "FLUX_DAO_SERVICE_API_KEYS",
     "FLUX_DAO_MANIFEST",
     "FLUX_DAO_KEYS_FILE",
     "DATABASE_URL",
+    "FLUX_DAO_DATABASE_URL",
     "FLUX_DAO_DOCS",
     "FLUX_DAO_METRICS",
     "FLUX_DAO_RATE_LIMIT",
+    "FLUX_DAO_HOST",
+    "FLUX_DAO_PORT",
+    "FLUX_DAO_WORKERS",
 }
+"""Variables of the test run's own environment a served instance must not see (the prefixed name would win)."""
 
 
 def free_port() -> int:
@@ -74,6 +80,21 @@ class LiveServer:
         return int(self.process.returncode)
 
 
+def start_server(args: Sequence[str], env: Mapping[str, str], workdir: Path, port: int) -> LiveServer:
+    """Start ``flux-dao <args>`` with exactly ``env``, listening (once up) on ``port``; output to a file in workdir."""
+    log_path = workdir / f"flux-dao-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(FLUX_DAO), *args],
+            cwd=workdir,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+
+
 @contextmanager
 def live_server(
     database_url: str,
@@ -88,19 +109,19 @@ def live_server(
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if k not in _INHERITED_OUT}
     full_env.update({"DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", **(env or {})})
-    log_path = workdir / f"flux-dao-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(FLUX_DAO), "--manifest", str(manifest), "serve", "--port", str(port), *args],
-            cwd=workdir,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+    server = start_server(["--manifest", str(manifest), "serve", "--port", str(port), *args], full_env, workdir, port)
     try:
         server.wait_healthy()
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def sqlite_live_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, env: Mapping[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """``live_server`` on a fresh SQLite file in a new temporary folder called ``name``."""
+    work = tmp_path_factory.mktemp(name)
+    with live_server(f"sqlite+aiosqlite:///{work / 'flux_dao.db'}", work, env=env) as server:
+        yield server

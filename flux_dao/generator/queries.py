@@ -17,6 +17,7 @@ from litestar.handlers import HTTPRouteHandler
 from flux_dao.generator.bodies import json_body, strict_body
 from flux_dao.generator.names import GENERATED_MODULE, query_operation_id, query_struct_name
 from flux_dao.generator.resources import Resource
+from flux_dao.generator.schemas import request_struct
 from flux_dao.generator.signatures import query as query_parameter
 from flux_dao.generator.signatures import query_arg, set_signature
 from flux_dao.generator.typemap import annotated_type, lookup
@@ -120,12 +121,9 @@ def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query:
     entity = resource.entity
     spec = entity.fields[query.field]
     ids_type = Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=query.max_items)]
-    body = msgspec.defstruct(
+    body = request_struct(
         query_struct_name(entity, name),
         [(query.ids, ids_type), (query.value, annotated_type(spec, resource.schemas.enums.get(query.field)))],
-        kw_only=True,
-        forbid_unknown_fields=True,
-        module=GENERATED_MODULE,
     )
     result = msgspec.defstruct(
         query_struct_name(entity, name, "Result"), [(query.result, int)], module=GENERATED_MODULE

@@ -8,6 +8,7 @@ from database rows without re-validation: a row stored before a constraint was t
 import copy
 import enum
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,9 @@ from msgspec import UNSET, UnsetType
 from flux_dao.generator.names import GENERATED_MODULE, class_name, enum_name, struct_name
 from flux_dao.generator.typemap import annotated_type, lookup
 from flux_dao.manifest.spec import EntitySpec
-from flux_dao.types import StructType
+from flux_dao.types import RequestStruct, StructType
 
-__all__ = ("EntitySchemas", "build_schemas")
+__all__ = ("EntitySchemas", "build_schemas", "request_struct")
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,7 @@ def _create_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
             fields.append((name, annotation, default))
         else:
             fields.append((name, annotation | None, None))
-    return msgspec.defstruct(
-        struct_name(entity, "Create"), fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
-    )
+    return request_struct(struct_name(entity, "Create"), fields)
 
 
 def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
@@ -93,9 +92,7 @@ def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
         annotation = annotated_type(spec, enums.get(name))
         annotation = annotation | None | UnsetType if spec.nullable else annotation | UnsetType
         fields.append((name, annotation, UNSET))
-    return msgspec.defstruct(
-        struct_name(entity, "Update"), fields, kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
-    )
+    return request_struct(struct_name(entity, "Update"), fields)
 
 
 def _read_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
@@ -107,3 +104,10 @@ def _read_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEn
     # gc=False: rows read from the database hold only scalars, dicts and lists, never a cycle back to a struct, so
     # the collector need not track them (fewer and shorter collections on list-heavy traffic)
     return msgspec.defstruct(base, fields, module=GENERATED_MODULE, gc=False)
+
+
+def request_struct(name: str, fields: Sequence[tuple[str, Any] | tuple[str, Any, Any]]) -> StructType:
+    """A struct read only from request bodies: keyword-only, and an unknown key is a 422 naming it."""
+    return msgspec.defstruct(
+        name, fields, bases=(RequestStruct,), kw_only=True, forbid_unknown_fields=True, module=GENERATED_MODULE
+    )

@@ -17,6 +17,7 @@ from advanced_alchemy.types import GUID, DateTimeUTC
 from sqlalchemy.dialects import postgresql
 
 from flux_dao.manifest.spec import FieldSpec
+from flux_dao.types import JsonObject
 
 __all__ = ("INT32_MAX", "INT32_MIN", "JSON_TYPE", "TypeInfo", "annotated_type", "lookup")
 
@@ -58,7 +59,7 @@ _TYPES: Final[dict[str, TypeInfo]] = {
     "boolean": TypeInfo(lambda s, e: bool, lambda s: sa.Boolean()),
     "datetime": TypeInfo(lambda s, e: datetime, lambda s: DateTimeUTC(timezone=True)),
     "uuid": TypeInfo(lambda s, e: UUID, lambda s: GUID()),
-    "json": TypeInfo(lambda s, e: dict[str, Any], lambda s: JSON_TYPE),
+    "json": TypeInfo(lambda s, e: JsonObject, lambda s: JSON_TYPE),
     "enum": TypeInfo(lambda s, e: e, _enum_sql),
     "list": TypeInfo(lambda s, e: _list_type(s), lambda s: JSON_TYPE),
 }

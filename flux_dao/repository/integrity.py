@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from flux_dao.db import Connection
+from flux_dao.db import Connection, connection_broken
 from flux_dao.errors import (
     ConflictError,
     DuplicateError,
@@ -86,7 +86,7 @@ def classify(exc: BaseException) -> Violation:
             return Violation.SCHEMA
         return _SQLITE_NAMES.get(name, Violation.OTHER)
     unavailable = (OSError, TimeoutError, PoolTimeoutError, asyncpg.InterfaceError)
-    if isinstance(exc, unavailable) or isinstance(orig, unavailable):
+    if isinstance(exc, unavailable) or isinstance(orig, unavailable) or (orig is not None and connection_broken(orig)):
         return Violation.UNAVAILABLE
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return Violation.UNAVAILABLE

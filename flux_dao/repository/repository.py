@@ -17,7 +17,7 @@ import msgspec
 import sqlalchemy as sa
 from uuid_utils.compat import uuid7
 
-from flux_dao.db import Connection, Database, connection_lost
+from flux_dao.db import Connection, Database, connection_broken, statement_unsent
 from flux_dao.errors import ConflictError, DatabaseUnavailableError, FieldError, InvalidInputError, NotFoundError
 from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
 from flux_dao.repository.compiler import ResourceStatements
@@ -282,15 +282,16 @@ class ResourceRepository:
     async def _reading(self, run: Callable[[Connection], Awaitable[T]]) -> T:
         """Run reads on one connection; database failures leave as domain errors.
 
-        A read whose connection turned out broken (the database restarted since it was pooled) runs once more on a
-        new connection: reads are safe to repeat, and the first request after a recovery should not fail.
+        A read whose connection turned out broken (the database restarted or ended the session since it was pooled)
+        runs once more on a new connection: reads are safe to repeat, and the first request after a recovery should
+        not fail.
         """
         for attempt in (1, 2):
             try:
                 async with self.db.reading() as conn:
                     return await run(conn)
             except Exception as exc:
-                if attempt == 1 and connection_lost(exc):
+                if attempt == 1 and connection_broken(exc):
                     continue
                 raise self._translate(exc) from exc
         raise AssertionError  # pragma: no cover (the loop always returns or raises)
@@ -300,8 +301,10 @@ class ResourceRepository:
     ) -> T:
         """Run one write; constraint failures are diagnosed into errors naming their cause.
 
-        A deadlock or serialization failure rolled the statement back; it is run again, up to ``WRITE_ATTEMPTS``
-        times, then answered as unavailable (503 with Retry-After).
+        A deadlock or serialization failure rolled the statement back, and a connection found broken before the
+        statement was sent never carried it: either is run again, up to ``WRITE_ATTEMPTS`` times, then answered as
+        unavailable (503 with Retry-After). A write whose connection broke after it was sent is never repeated: it
+        may have committed.
         """
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
@@ -309,7 +312,8 @@ class ResourceRepository:
                     return await run(conn)
             except Exception as exc:
                 violation = classify(exc)
-                if violation is Violation.RETRYABLE and attempt < WRITE_ATTEMPTS:
+                repeatable = violation is Violation.RETRYABLE or statement_unsent(exc)
+                if repeatable and attempt < WRITE_ATTEMPTS:
                     continue
                 if violation in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
                     raise await self._diagnose(violation, values, row_id, deleting=deleting) from exc

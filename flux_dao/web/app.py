@@ -11,7 +11,8 @@ from flux_dao.manifest import load_manifest
 from flux_dao.migrations import migration_heads
 from flux_dao.web.auth import SERVICE_KEY_HEADER, exposure_middleware
 from flux_dao.web.keys import build_keyring
-from flux_dao.web.openapi import openapi_config
+from flux_dao.web.openapi import docs_redirect, openapi_config
+from flux_dao.web.openapi_schemas import openapi_schema_plugins
 from flux_dao.web.plugin import FluxDaoPlugin
 
 __all__ = ("create_app",)
@@ -38,11 +39,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     keyring = build_keyring(settings.api_keys, settings.keys_file, frozenset(e.name for e in manifest.entities))
     db = Database(settings.database)
     plugin = FluxDaoPlugin(settings, resources, db, migration_heads(settings.migrations_dir), keyring)
-    docs = None
+    docs, docs_handlers = None, []
     if settings.docs is not Exposure.OFF:
-        docs = openapi_config(__version__, exposure_middleware(settings.docs, keyring))
+        docs_access = exposure_middleware(settings.docs, keyring)
+        docs, docs_handlers = openapi_config(__version__, docs_access), [docs_redirect(docs_access)]
     app = Litestar(
-        plugins=[plugin],
+        route_handlers=docs_handlers,
+        plugins=[plugin, *openapi_schema_plugins()],
         openapi_config=docs,
         cors_config=cors_config(settings.cors_origins),
         request_max_body_size=settings.max_body,

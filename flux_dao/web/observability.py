@@ -81,6 +81,8 @@ _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 _BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _POOL_REFRESH_SECONDS: Final = 1.0
 _MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+_METRICS_MEDIA_TYPE: Final = CONTENT_TYPE_LATEST.split("; charset=")[0]
+"""Prometheus' content type without its charset: Litestar adds ``; charset=utf-8`` to every ``text/`` type."""
 
 _access_log = logging.getLogger(ACCESS_LOGGER)
 _logger = logging.getLogger(__name__)
@@ -321,7 +323,7 @@ class Observability:
             middleware=list(middleware),
         )
         async def metrics_endpoint() -> Response[bytes]:
-            return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+            return Response(metrics.render(), media_type=_METRICS_MEDIA_TYPE)
 
         return [metrics_endpoint]
 

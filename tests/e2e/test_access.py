@@ -279,7 +279,7 @@ def test_configured_origin_may_call_the_api_from_a_browser(migrated):
 # --- docs exposure --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/schema/openapi.json", "/schema"])
+@pytest.mark.parametrize("path", ["/schema/openapi.json", "/schema", "/docs", "/schema/assets/swagger-ui.css"])
 def test_docs_off_are_not_served(migrated, path):
     with serve(replace(migrated, docs=Exposure.OFF)) as client:
         assert_problem(client.get(path, headers=as_key(API_KEY)), 404, "not-found")
@@ -296,6 +296,9 @@ def test_docs_behind_a_key_accept_any_valid_key_from_afar(migrated, keys_file, e
         assert_problem(client.get("/schema/openapi.json"), 401, "unauthorized")
         assert_problem(client.get("/schema", headers=as_key("wrong")), 401, "unauthorized")
         assert client.get("/schema/openapi.json", headers=as_key(SCHEDULER_KEY)).status_code == 200
+        for path in ("/docs", "/schema/assets/swagger-ui-bundle.js"):
+            assert_problem(client.get(path, follow_redirects=False), 401, "unauthorized")
+            assert client.get(path, headers=as_key(SCHEDULER_KEY), follow_redirects=False).status_code in {200, 302}
 
 
 @pytest.mark.parametrize("exposure", [Exposure.KEY, Exposure.AUTO])

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -9,9 +10,10 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from flux_dao import __version__
 from flux_dao.cli import main
 from flux_dao.migrations import migration_heads
-from tests.live import live_server
+from tests.live import free_port, live_server, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "resources.yaml"
@@ -156,3 +158,160 @@ def test_serve_starts_migrates_and_serves_on_loopback_without_keys(tmp_path: Pat
         assert fetched.status_code == 200
         assert fetched.json()["email"] == "served@example.com"
     assert (tmp_path / "served.db").is_file()
+
+
+# --- start-up and a CLI a person enjoys ------------------------------------------------------------------------------
+
+SECRET = "s3cr3t-pw"
+
+
+def run_installed(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed ``flux-dao`` with only ``env`` (and PATH) set: no terminal, no inherited settings."""
+    return subprocess.run(
+        [str(FLUX_DAO), "--manifest", str(MANIFEST), *args],
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_line_failure(completed: subprocess.CompletedProcess[str]) -> str:
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output
+    assert "Traceback" not in output
+    assert SECRET not in output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_an_unreachable_database_stops_the_command_with_one_line_naming_host_and_port(tmp_path, command):
+    port = free_port()
+    env = {"DATABASE_URL": f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/flux"}
+    line = one_line_failure(run_installed(command, env=env, cwd=tmp_path))
+    assert line == f"Error: cannot reach PostgreSQL at 127.0.0.1:{port}: connection refused"
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "check", "openapi"])
+def test_an_unknown_database_scheme_stops_every_command_listing_the_accepted_ones(tmp_path, command):
+    env = {"FLUX_DAO_DATABASE_URL": f"mysql://flux:{SECRET}@127.0.0.1/flux"}
+    line = one_line_failure(run_installed(command, env=env, cwd=tmp_path))
+    assert line.startswith("Error: FLUX_DAO_DATABASE_URL has an unknown scheme 'mysql://': use one of ")
+    assert "postgresql://" in line
+    assert "sqlite://" in line
+
+
+def test_a_malformed_database_url_says_so_in_one_line(tmp_path):
+    env = {"DATABASE_URL": f"postgresql://flux:{SECRET}@127.0.0.1:port/flux"}
+    line = one_line_failure(run_installed("migrate", env=env, cwd=tmp_path))
+    assert line.startswith("Error: DATABASE_URL is malformed (the port is not a number)")
+
+
+def test_a_database_that_does_not_exist_is_named(tmp_path, pg_database):
+    url = pg_database.replace("postgresql+asyncpg://postgres@", f"postgres://postgres:{SECRET}@") + "_missing"
+    line = one_line_failure(run_installed("migrate", env={"DATABASE_URL": url}, cwd=tmp_path))
+    assert line.startswith("Error: cannot connect to PostgreSQL at 127.0.0.1:5432 (database ")
+    assert line.endswith("_missing" + '" does not exist')
+
+
+def test_commands_print_plain_text_without_a_terminal(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'plain.db'}"}
+    for command in ("check", "migrate"):
+        completed = run_installed(command, env=env, cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr
+        for line in (completed.stdout + completed.stderr).splitlines():
+            assert not line.lstrip().startswith("{"), line
+            assert "INFO" not in line
+            assert "Context impl" not in line
+            assert "setup plugin" not in line
+    assert "database upgraded to head" in completed.stdout
+    assert "Running upgrade" in completed.stderr  # what migrate did is still said, plainly
+
+
+def test_json_log_lines_when_asked_for_explicitly(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'json.db'}", "FLUX_DAO_LOG_FORMAT": "json"}
+    completed = run_installed("migrate", env=env, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    records = [json.loads(line) for line in completed.stderr.splitlines()]
+    assert [r["message"] for r in records] == [
+        f"Running upgrade  -> {next(iter(migration_heads(ROOT / 'migrations') or ()))}, the six flux resources"
+    ]
+
+
+def test_serve_help_lists_the_environment_variables():
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    for variable in (
+        "FLUX_DAO_HOST",
+        "FLUX_DAO_PORT",
+        "FLUX_DAO_WORKERS",
+        "FLUX_DAO_NO_MIGRATE",
+        "FLUX_DAO_DATABASE_URL",
+    ):
+        assert variable in result.stdout
+    assert "FLUX_DAO_MANIFEST" in run("--help").stdout
+
+
+def example_lines(help_text: str) -> list[str]:
+    """The lines of a docstring's Example(s) block, as written."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() in {"Example:", "Examples:"})
+    return [line.strip() for line in lines[start + 1 :] if line.strip()]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_examples_print_as_written(command):
+    target = main if command is None else main.commands[command]
+    examples = example_lines(target.help or "")
+    assert examples
+    result = run(*([command] if command else []), "--help")
+    printed = [line.strip() for line in result.stdout.splitlines()]
+    for example in examples:
+        assert example in printed, result.stdout
+
+
+def test_serve_reads_prefixed_variables_and_logs_one_summary(tmp_path, pg_database):
+    port = free_port()
+    url = pg_database.replace("postgresql+asyncpg://postgres@", f"postgres://postgres:{SECRET}@")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "FLUX_DAO_DATABASE_URL": url,  # postgres:// works, and the password reaches the server (trust auth)
+        "DATABASE_URL": "mysql://ignored",  # the prefixed name wins; the bare one is not even read
+        "FLUX_DAO_PORT": str(port),
+        "FLUX_DAO_SERVICE_API_KEYS": "k1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    server = start_server(["--manifest", str(MANIFEST), "serve"], env, tmp_path, port)  # no --port
+    try:
+        server.wait_healthy()
+        assert httpx.get(f"{server.base}/api/v1/users").status_code == 401
+        assert httpx.get(f"{server.base}/api/v1/users", headers={"X-Flux-Service-Key": "k1"}).status_code == 200
+    finally:
+        assert server.stop() == 0
+    output = server.output
+    assert SECRET not in output
+    records = [json.loads(line) for line in output.splitlines()]
+    summaries = [r for r in records if r["message"].startswith("starting flux-dao")]
+    assert len(summaries) == 1, output
+    summary = summaries[0]
+    database = url.replace(f"postgres://postgres:{SECRET}@", "postgresql+asyncpg://postgres:***@")
+    assert {k: v for k, v in summary.items() if k not in {"ts", "pid"}} == {
+        "level": "INFO",
+        "logger": "flux_dao",
+        "message": f"starting flux-dao {__version__}",
+        "version": __version__,
+        "manifest": str(MANIFEST),
+        "resources": 6,
+        "database": database,
+        "migrations": "applied",
+        "bind": server.base,
+        "workers": 1,
+        "auth": "keys",
+        "docs": f"{server.base}/docs",
+        "metrics": f"{server.base}/metrics",
+    }
+    assert not [r for r in records if r["message"].startswith(("Context impl", "Will assume", "setup plugin"))]

@@ -3,8 +3,10 @@
 This is what a Flux developer does to call flux-dao from an agent: generate a client from the document, then use
 its typed models, enums and functions. The test generates the client (the generator must print no warning: each one
 is a part of the document it could not turn into typed code), imports it from the temporary folder and runs a short
-scenario against a real ``flux-dao serve`` on SQLite: a user, a goal, tasks; tasks by time range; task statistics; a
-bulk status update; a 404 and a 422 that come back as the generated ``Problem`` model, fields and all.
+scenario against a real ``flux-dao serve`` on SQLite: the probes (their own ``operations`` module); a user, a JSON
+profile passed from one user's read into another's update (one ``JsonObject`` model, no per-field helper models); a
+goal, tasks; tasks by time range; task statistics; a bulk status update; a 404 and a 422 that come back as the
+generated ``Problem`` model, fields and all.
 
 Budget: about 15 s (the generator with its ruff pass ~5 s, one server start, a dozen requests).
 """
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_KEY, KEY_HEADER
-from tests.live import FLUX_DAO, MANIFEST, live_server
+from tests.live import FLUX_DAO, MANIFEST, sqlite_live_server
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 PACKAGE = "flux_dao_client"
@@ -75,15 +77,17 @@ def load(package: str, *modules: str) -> list[ModuleType]:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("generated-client-server")
-    with live_server(f"sqlite+aiosqlite:///{work / 'flux_dao.db'}", work, env={"SERVICE_API_KEYS": API_KEY}) as server:
+    with sqlite_live_server(tmp_path_factory, "generated-client-server", env={"SERVICE_API_KEYS": API_KEY}) as server:
         yield server.base
 
 
 def test_generated_client_runs_a_planner_scenario(client_package: str, base_url: str) -> None:
     flux, models, types = load(client_package, "client", "models", "types")
     users, goals, tasks = load(client_package, "api.users", "api.goals", "api.tasks")
-    (create_user, get_user) = load(client_package, "api.users.create_user", "api.users.get_user")
+    create_user, get_user, update_user = load(
+        client_package, "api.users.create_user", "api.users.get_user", "api.users.update_user"
+    )
+    health, ready = load(client_package, "api.operations.health", "api.operations.ready")
     (create_goal,) = load(client_package, "api.goals.create_goal")
     create_task, list_tasks, by_timerange, statistics, bulk_update, update_task = load(
         client_package,
@@ -101,12 +105,29 @@ def test_generated_client_runs_a_planner_scenario(client_package: str, base_url:
     client = client.with_headers({"X-Request-ID": "planner-run-1"})
 
     with client as client:
+        # the probes sit in their own module, named after their tag
+        assert health.sync(client=client).status == "ok"
+        assert ready.sync(client=client).status == "ready"
+
         ada = create_user.sync(client=client, body=models.UserCreate(email="ada@example.com"))
         assert isinstance(ada, models.User), ada
         assert isinstance(ada.id, uuid.UUID)
         assert ada.onboarded is False
+        assert ada.profile is None
         assert isinstance(ada.created_at, dt.datetime)
         assert ada.created_at.tzinfo is not None
+
+        # a free-form JSON field has one type everywhere: what one user's read gives, another's create takes
+        profile = models.JsonObject.from_dict({"timezone": "Europe/Paris", "lead_minutes": [10, 30]})
+        grace = create_user.sync(client=client, body=models.UserCreate(email="grace@example.com", profile=profile))
+        assert isinstance(grace, models.User), grace
+        assert isinstance(grace.profile, models.JsonObject)
+        assert grace.profile["timezone"] == "Europe/Paris"
+        assert grace.profile.to_dict() == {"timezone": "Europe/Paris", "lead_minutes": [10, 30]}
+        copied = update_user.sync(ada.id, client=client, body=models.UserUpdate(profile=grace.profile))
+        assert isinstance(copied, models.User), copied
+        assert copied.profile is not None
+        assert copied.profile.to_dict() == grace.profile.to_dict()
 
         goal = create_goal.sync(client=client, body=models.GoalCreate(user_id=ada.id, title="Run a marathon"))
         assert isinstance(goal, models.Goal), goal
@@ -222,6 +243,23 @@ def test_generated_client_is_typed_end_to_end(client_package: str) -> None:
     assert not untyped, json.dumps(untyped, indent=2)
     assert not nullable_parameters, nullable_parameters
     assert "list_tasks" in {p.stem for p in (generated / "api").rglob("*.py")}  # the loop above did look at them
+    helpers = [n for n in names if re.search(r"Type\d+$", n)]
+    assert not helpers, helpers  # no `...Type0` model per nullable field: JSON fields share `JsonObject`
+    json_fields = {
+        f"{model}.{field}": str(getattr(models, model).__annotations__[field])
+        for model, field in [
+            ("User", "profile"),
+            ("UserCreate", "profile"),
+            ("UserUpdate", "profile"),
+            ("Goal", "plan_json"),
+            ("GoalCreate", "plan_json"),
+            ("Pattern", "data"),
+            ("PatternUpdate", "data"),
+        ]
+    }
+    assert all(kind.startswith("JsonObject | None") for kind in json_fields.values()), json_fields
+    operations = {p.stem for p in (generated / "api" / "operations").glob("*.py")}
+    assert operations == {"__init__", "health", "ready"}, operations  # the probes' tag names their module
     problem_members = {name: str(kind) for name, kind in models.Problem.__annotations__.items()}
     assert problem_members["resource"] == "str | Unset", problem_members
     assert not [name for name, kind in problem_members.items() if "None" in kind], problem_members

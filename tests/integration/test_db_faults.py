@@ -322,6 +322,33 @@ def _api_rows(api: httpx.Client, user_id: str) -> dict[str, dict[str, Any]]:
         skip += 500
 
 
+def _assert_acknowledged_writes_kept(service: Faulty, user_id: str, ledgers: list[Ledger]) -> None:
+    """Every write answered 2xx is in PostgreSQL (read directly and through the API) with the acknowledged values; a
+    write answered 503 may or may not be stored, but only ever as the values its client sent."""
+    history = {task_id: h for ledger in ledgers for task_id, h in ledger.history.items()}
+    sent_titles = {a.title for h in history.values() for a in h} | {
+        title for ledger in ledgers for title in ledger.unacknowledged_creates
+    }
+    stored = {
+        str(row["id"]): row
+        for row in _pg(service.direct_dsn, "SELECT id, title, status FROM tasks WHERE user_id = $1", uuid.UUID(user_id))
+    }
+    served = _api_rows(service.api, user_id)
+    assert set(served) == set(stored)
+    assert len(history) > 100, f"only {len(history)} tasks acknowledged: the load was too light to prove much"
+    lost = [task_id for task_id in history if task_id not in stored]
+    assert not lost, f"{len(lost)} acknowledged creates are missing, e.g. {lost[:3]}"
+    assert {row["title"] for row in stored.values()} <= sent_titles, "a row holds values no client sent"
+    for task_id, writes in history.items():
+        row, api_row = stored[task_id], served[task_id]
+        assert (api_row["title"], api_row["status"]) == (row["title"], row["status"])
+        allowed = _allowed_final_states(writes)
+        match = [a for a in allowed if (a.title, a.status) == (row["title"], row["status"])]
+        assert match, f"task {task_id} holds {row['title']}/{row['status']}, acknowledged: {allowed[0]}"
+        if match[0].acknowledged:  # the acknowledged write is what is served, every field as answered then
+            assert api_row == match[0].row
+
+
 @pytest.mark.postgres
 def test_concurrent_writes_survive_a_flapping_database(service: Faulty) -> None:
     """20 clients create and patch tasks for 16 s while the database is cut for 2 s and black-holed for 3.5 s.
@@ -369,33 +396,80 @@ def test_concurrent_writes_survive_a_flapping_database(service: Faulty) -> None:
     assert late, "no write was answered in the last seconds"
     assert all(status < 300 for status in late), "still failing 5 s after the database came back"
 
-    history = {task_id: h for ledger in ledgers for task_id, h in ledger.history.items()}
-    sent_titles = {a.title for h in history.values() for a in h} | {
-        title for ledger in ledgers for title in ledger.unacknowledged_creates
-    }
-    stored = {
-        str(row["id"]): row
-        for row in _pg(
-            service.direct_dsn, "SELECT id, title, status FROM tasks WHERE user_id = $1", uuid.UUID(user["id"])
+    _assert_acknowledged_writes_kept(service, user["id"], ledgers)
+
+
+# -- 4: database backends terminated under load -----------------------------------------------------------------------
+
+
+def _reader(base: str, task_ids: list[str], stop: threading.Event, answers: list[int], failures: list[str]) -> None:
+    with httpx.Client(base_url=base, headers={KEY_HEADER: API_KEY}, timeout=COMMAND_TIMEOUT * 3) as client:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            try:
+                if n % 2:
+                    response = client.get(f"/tasks/{task_ids[n % len(task_ids)]}")
+                else:
+                    response = client.get("/tasks", params={"limit": 20})
+            except httpx.HTTPError as exc:
+                failures.append(f"GET raised {exc!r}")
+                continue
+            answers.append(response.status_code)
+            if response.status_code != 200:
+                failures.append(f"GET answered {response.status_code}: {response.text}")
+
+
+@pytest.mark.postgres
+def test_terminated_backends_under_load_give_no_500_and_lose_nothing(service: Faulty) -> None:
+    """32 writers and 8 readers for 10 s while every backend of the service is terminated
+    (``pg_terminate_backend``) every half second.
+
+    A terminated backend may surface as an admin-shutdown error, a closed connection, or asyncpg's "cannot switch to
+    state" on a connection that still looked open: whatever the class, the connection is retired and the request
+    answers 503 with Retry-After, never 500. Reads run once more on a fresh connection, so they all answer 200;
+    every acknowledged write is stored as acknowledged.
+    """
+    api = service.api
+    user = _created(api.post("/users", json={"email": "terminated@example.com"}))
+    reader = _created(api.post("/users", json={"email": "terminated-reader@example.com"}))
+    seed = [_created(api.post("/tasks", json={"user_id": reader["id"], "title": f"r-{n}"}))["id"] for n in range(20)]
+    database = service.direct_dsn.rsplit("/", 1)[1]
+    stop = threading.Event()
+    ledgers = [Ledger() for _ in range(32)]
+    reads: list[int] = []
+    read_failures: list[str] = []
+    base = f"{service.server.base}/api/v1"
+    threads = [
+        threading.Thread(target=_writer, args=(base, user["id"], n, stop, ledger), daemon=True)
+        for n, ledger in enumerate(ledgers)
+    ] + [threading.Thread(target=_reader, args=(base, seed, stop, reads, read_failures), daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    terminated = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = _pg(
+            service.direct_dsn,
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+            "WHERE datname = $1 AND application_name = 'flux-dao'",
+            database,
         )
-    }
-    served = _api_rows(service.api, user["id"])
-    assert set(served) == set(stored)
-    assert len(history) > 100, f"only {len(history)} tasks acknowledged: the load was too light to prove much"
-    lost = [task_id for task_id in history if task_id not in stored]
-    assert not lost, f"{len(lost)} acknowledged creates are missing, e.g. {lost[:3]}"
-    assert {row["title"] for row in stored.values()} <= sent_titles, "a row holds values no client sent"
-    for task_id, writes in history.items():
-        row, api_row = stored[task_id], served[task_id]
-        assert (api_row["title"], api_row["status"]) == (row["title"], row["status"])
-        allowed = _allowed_final_states(writes)
-        match = [a for a in allowed if (a.title, a.status) == (row["title"], row["status"])]
-        assert match, f"task {task_id} holds {row['title']}/{row['status']}, acknowledged: {allowed[0]}"
-        if match[0].acknowledged:  # the acknowledged write is what is served, every field as answered then
-            assert api_row == match[0].row
+        terminated += rows[0]["n"]
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "a client is stuck: some request never got an answer"
+    assert terminated >= 40, f"only {terminated} backends terminated: the fault was too light to prove much"
+    failures = [failure for ledger in ledgers for failure in ledger.failures]
+    assert not failures, failures[:10]
+    assert not read_failures, read_failures[:10]
+    assert len(reads) > 200, f"only {len(reads)} reads answered"
+    _assert_acknowledged_writes_kept(service, user["id"], ledgers)
 
 
-# -- 4: bulk update is atomic ----------------------------------------------------------------------------------------
+# -- 5: bulk update is atomic ----------------------------------------------------------------------------------------
 
 
 def _run_sql(client: TestClient, *statements: str) -> None:  # type: ignore[type-arg]
