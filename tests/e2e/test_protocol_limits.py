@@ -197,6 +197,7 @@ def test_a_trickled_head_is_cut_at_the_timeout_for_the_whole_head(server):
     assert HEAD_TIMEOUT * 0.8 <= elapsed <= HEAD_TIMEOUT + 2
 
 
+@pytest.mark.slow  # idles past the head timeout on purpose
 def test_keep_alive_idle_time_and_slow_bodies_are_not_head_time(server):
     with socket.create_connection(address(server)) as sock:
         sock.sendall(get())
@@ -303,6 +304,7 @@ def test_fifty_connections_sending_4_mb_heads_are_refused_and_hold_no_memory(ser
     assert '"level":"ERROR"' not in server.output
 
 
+@pytest.mark.slow  # starts two worker processes
 def test_worker_processes_get_the_limits(tmp_path):
     env = {"FLUX_DAO_MAX_HEADERS": "5", "FLUX_DAO_HTTP_PARSER": "h11"}
     url = f"sqlite+aiosqlite:///{tmp_path / 'flux_dao.db'}"
