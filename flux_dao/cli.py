@@ -136,6 +136,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
     from flux_dao.migrations import upgrade  # noqa: PLC0415
     from flux_dao.startup import startup_summary  # noqa: PLC0415
     from flux_dao.web.observability import share_metrics  # noqa: PLC0415
+    from flux_dao.web.protocols import http_protocol  # noqa: PLC0415
 
     settings = _settings(ctx)
     if not settings.has_keys and not is_loopback(host):
@@ -169,7 +170,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         access_log=False,  # flux-dao writes its own request log (flux_dao.access)
         log_config=logging_config(settings.log_level, settings.log_format),
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings.http_parser),  # uvicorn's own, with bounded request heads
         proxy_headers=False,  # flux-dao is reached directly by its agents; no proxy headers to trust
         server_header=False,
         date_header=False,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -27,6 +27,7 @@ __all__ = (
     "ENV_PREFIX",
     "DatabaseSettings",
     "Exposure",
+    "HttpParser",
     "Settings",
     "default_manifest_path",
     "env_setting",
@@ -50,6 +51,7 @@ _PASSWORD_IN_URL: Final = re.compile(r"(://[^/:@]*:)[^/]*@")
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
 _CHECKOUT_MANIFEST: Final = _PACKAGE_DIR.parent / "resources.yaml"
 _BUNDLED_MANIFEST: Final = _PACKAGE_DIR / "_bundled" / "resources.yaml"
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 def default_manifest_path() -> Path:
@@ -144,12 +146,18 @@ class Exposure(StrEnum):
 
 
 def _exposure(env: Mapping[str, str], name: str) -> Exposure:
+    return _choice(env, name, Exposure.AUTO)
+
+
+def _choice(env: Mapping[str, str], name: str, default: _Choice) -> _Choice:
+    """One member of ``default``'s enum, by its value (case-insensitive)."""
+    kind = type(default)
     name, value = env_setting(env, name)
-    raw = (value or Exposure.AUTO.value).strip().lower()
+    raw = (value or default.value).strip().lower()
     try:
-        return Exposure(raw)
+        return kind(raw)
     except ValueError as exc:
-        allowed = "|".join(e.value for e in Exposure)
+        allowed = "|".join(e.value for e in kind)
         msg = f"{name} must be one of {allowed}, got {raw!r}"
         raise ValueError(msg) from exc
 
@@ -200,6 +208,17 @@ def _check_url_parts(url: URL) -> None:
     if url.port is not None and not 0 < url.port < 65536:
         msg = f"port {url.port} is out of range"
         raise ValueError(msg)
+
+
+class HttpParser(StrEnum):
+    """Which of uvicorn's HTTP/1.1 parsers ``flux-dao serve`` runs."""
+
+    AUTO = "auto"
+    """httptools when it is installed (the faster one), else h11."""
+    HTTPTOOLS = "httptools"
+    """httptools (llhttp, in C)."""
+    H11 = "h11"
+    """h11 (pure Python)."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +293,19 @@ class Settings:
     commands (env ``FLUX_DAO_LOG_FORMAT``)."""
     max_body: int = 1024 * 1024
     """Largest request body accepted, in bytes; larger bodies are answered 413 (env ``FLUX_DAO_MAX_BODY``)."""
+    max_header_bytes: int = 16 * 1024
+    """Largest request head (request line plus header fields) in bytes, and so what one connection can make the
+    server hold before its request is read: 431 beyond it, 414 when the request line alone is longer
+    (env ``FLUX_DAO_MAX_HEADER_BYTES``). 16 KiB, as h11's and Node.js's defaults: flux-dao's own clients send under
+    1 KiB and its URIs carry only equality filters."""
+    max_headers: int = 100
+    """Most header fields one request may carry; 431 beyond (env ``FLUX_DAO_MAX_HEADERS``)."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a complete request head, from its first byte (or from connecting); then 408 and
+    the connection is closed (env ``FLUX_DAO_HEADER_TIMEOUT``). Idle time between keep-alive requests is uvicorn's
+    keep-alive timeout, not this."""
+    http_parser: HttpParser = HttpParser.AUTO
+    """uvicorn's HTTP/1.1 parser (env ``FLUX_DAO_HTTP_PARSER``: auto, httptools or h11)."""
     api_prefix: str = "/api/v1"
     """Path prefix of every resource route."""
     log_level: str = "INFO"
@@ -301,6 +333,12 @@ class Settings:
             metrics=_exposure(env, "FLUX_DAO_METRICS"),
             shutdown_grace=_int(env, "FLUX_DAO_SHUTDOWN_GRACE", cls.shutdown_grace),
             max_body=_int(env, "FLUX_DAO_MAX_BODY", cls.max_body),
+            max_header_bytes=_int_at_least(env, "FLUX_DAO_MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
+            max_headers=_int_at_least(env, "FLUX_DAO_MAX_HEADERS", cls.max_headers, 1),
+            header_timeout=_above_zero(
+                "FLUX_DAO_HEADER_TIMEOUT", _float(env, "FLUX_DAO_HEADER_TIMEOUT", cls.header_timeout)
+            ),
+            http_parser=_choice(env, "FLUX_DAO_HTTP_PARSER", HttpParser.AUTO),
             log_level=(_text(env, "LOG_LEVEL") or "INFO").upper(),
             log_format=_log_format(env),
         )
@@ -314,6 +352,21 @@ class Settings:
 def _at_least_zero(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         msg = f"{name} must be a finite number >= 0, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _int_at_least(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    value = _int(env, name, default)
+    if value < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _above_zero(name: str, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        msg = f"{name} must be a finite number > 0, got {value!r}"
         raise ValueError(msg)
     return value
 

@@ -64,6 +64,11 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "not-ready": (503, "Service not ready"),
     "shutting-down": (503, "Service shutting down"),
     "internal-error": (500, "Internal server error"),
+    # answered by the HTTP protocol itself, before any app code, and the connection is then closed
+    "bad-request": (400, "Malformed HTTP request"),
+    "request-timeout": (408, "Request head not received in time"),
+    "uri-too-long": (414, "Request line too long"),
+    "request-header-too-large": (431, "Request header fields too large"),
     "http-error": (400, "HTTP error"),  # any other status Litestar raises (e.g. 413); the status is the real one
 }
 """Every problem ``type`` flux-dao returns (``urn:flux-dao:problem:<slug>``), its status and title. Stable: clients
