@@ -166,6 +166,9 @@ class Settings:
     """Who may scrape ``/metrics`` (env ``FLUX_DAO_METRICS``: auto, public, key or off)."""
     shutdown_grace: int = 10
     """Seconds in-flight requests get to finish after SIGTERM (env ``FLUX_DAO_SHUTDOWN_GRACE``)."""
+    schema_recheck: float = 60.0
+    """Seconds after which ``/ready`` compares the live database with the manifest again; it also does when a worker
+    starts and when the migration revision changes; 0: only then (env ``FLUX_DAO_SCHEMA_RECHECK``)."""
     log_format: str = "json"
     """``json`` (one object per line) or ``text`` (env ``FLUX_DAO_LOG_FORMAT``)."""
     max_body: int = 1024 * 1024
@@ -196,6 +199,9 @@ class Settings:
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),
             shutdown_grace=_int(env, "FLUX_DAO_SHUTDOWN_GRACE", cls.shutdown_grace),
+            schema_recheck=_at_least_zero(
+                "FLUX_DAO_SCHEMA_RECHECK", _float(env, "FLUX_DAO_SCHEMA_RECHECK", cls.schema_recheck)
+            ),
             max_body=_int(env, "FLUX_DAO_MAX_BODY", cls.max_body),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_format=_log_format(env),

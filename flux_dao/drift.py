@@ -29,13 +29,13 @@ class Difference(NamedTuple):
 
 
 def describe(diffs: Iterable[Any], where: str) -> list[Difference]:
-    """One :class:`Difference` per alembic diff, in a stable order; ``where`` names the other side ("the database")."""
+    """One :class:`Difference` per alembic diff; ``where`` names the other side ("the database", "the migrations")."""
     found: list[Difference] = []
     for diff in diffs:
         for item in diff if isinstance(diff, list) else [diff]:  # column modifications come as a list per column
             describer = _DESCRIBERS.get(item[0])
             found.append(describer(item, where) if describer else Difference("schema", f"differs: {item!r}"))
-    return sorted(set(found))
+    return list(dict.fromkeys(found))  # alembic's order (table by table, columns before indexes), once each
 
 
 def drift_message(differences: Sequence[Difference], where: str) -> str:

@@ -48,6 +48,7 @@ __all__ = (
     "head_drift",
     "init_migrations",
     "inspect_schema",
+    "live_drift",
     "make_migration",
     "migration_heads",
     "quiet_alembic",
@@ -234,16 +235,17 @@ async def inspect_schema(
     """
 
     def read(connection: Connection) -> Schema:
-        context = MigrationContext.configure(connection)
-        current = tuple(sorted(context.get_current_heads()))
-        if metadata is None:
-            return Schema(current, [])
-        tables = set(metadata.tables)
-        context = MigrationContext.configure(
-            connection,
-            opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
-        )
-        return Schema(current, list(compare_metadata(context, metadata)))
+        with quiet_alembic():
+            context = MigrationContext.configure(connection)
+            current = tuple(sorted(context.get_current_heads()))
+            if metadata is None:
+                return Schema(current, [])
+            tables = set(metadata.tables)
+            context = MigrationContext.configure(
+                connection,
+                opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
+            )
+            return Schema(current, list(compare_metadata(context, metadata)))
 
     engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args or {})
     try:
@@ -254,9 +256,11 @@ async def inspect_schema(
 
 
 def current_revisions(settings: Settings) -> tuple[str, ...]:
-    """The revision(s) the database is at; empty when it was never migrated."""
-    with quiet_alembic():
-        return asyncio.run(inspect_schema(settings.database.url)).revisions
+    """The revision(s) the database is at; empty when it was never migrated (a missing SQLite file stays missing)."""
+    url = sa.engine.make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return ()
+    return asyncio.run(inspect_schema(settings.database.url)).revisions
 
 
 class Move(NamedTuple):
@@ -330,7 +334,7 @@ def head_drift(settings: Settings) -> list[Difference] | None:
     if migration_heads(settings.migrations_dir) is None:
         return None
     metadata = _manifest_metadata(settings)
-    with _scratch_at_head(settings) as scratch, quiet_alembic():
+    with _scratch_at_head(settings) as scratch:
         schema = asyncio.run(inspect_schema(scratch.database.url, metadata))
     return describe(schema.diffs, "the migrations")
 
@@ -340,10 +344,15 @@ def database_drift(diffs: list[Any]) -> list[Difference]:
     return describe([d for d in diffs if not harmless_in_database(d)], "the database")
 
 
+def live_drift(settings: Settings) -> list[Difference]:
+    """How the database at ``DATABASE_URL`` differs from the manifest, in the ways that matter to the API."""
+    schema = asyncio.run(inspect_schema(settings.database.url, _manifest_metadata(settings)))
+    return database_drift(schema.diffs)
+
+
 def schema_diff(settings: Settings) -> list[Any]:
     """What autogenerate would change between the database and the manifest (empty when in step)."""
-    with quiet_alembic():
-        return asyncio.run(inspect_schema(settings.database.url, _manifest_metadata(settings))).diffs
+    return asyncio.run(inspect_schema(settings.database.url, _manifest_metadata(settings))).diffs
 
 
 def run_env() -> None:
