@@ -6,6 +6,7 @@ pass without it. ``-m sqlite`` / ``-m postgres`` select one backend.
 """
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -116,3 +117,43 @@ def client(session_client: TestClient) -> Iterator[TestClient]:  # type: ignore[
     finally:
         session_client.headers[KEY_HEADER] = API_KEY
         wipe(session_client)
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of ``backend`` for this test alone (a PostgreSQL one is dropped after it)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"flux_dao_fresh_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_sql(url: str, *statements: str) -> list[tuple[object, ...]]:
+    """Run SQL as an outside tool would (sqlite3 / asyncpg, not the service); the rows of the last statement."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.split("///", 1)[1])) as conn:
+            rows: list[tuple[object, ...]] = []
+            for statement in statements:
+                rows = conn.execute(statement).fetchall()
+            conn.commit()
+            return rows
+
+    async def run() -> list[tuple[object, ...]]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=5)
+        try:
+            records = []
+            for statement in statements:
+                records = await conn.fetch(statement)
+            return [tuple(r.values()) for r in records]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
