@@ -119,19 +119,26 @@ def client(session_client: TestClient) -> Iterator[TestClient]:  # type: ignore[
         wipe(session_client)
 
 
-@pytest.fixture
-def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database of ``backend`` for this test alone (a PostgreSQL one is dropped after it)."""
+@contextlib.contextmanager
+def fresh_database(backend: str, folder: Path, prefix: str = "fresh") -> Iterator[str]:
+    """An empty database of ``backend``: a SQLite file in ``folder``, or a PostgreSQL database dropped afterwards."""
     if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        yield f"sqlite+aiosqlite:///{folder / f'{prefix}.db'}"
         return
-    name = f"flux_dao_fresh_{uuid.uuid4().hex[:12]}"
+    name = f"flux_dao_{prefix}_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
     base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         yield f"{base}/{name}"
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of ``backend`` for this test alone."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
 
 
 def run_sql(url: str, *statements: str) -> list[tuple[object, ...]]:

@@ -166,13 +166,19 @@ def test_serve_starts_migrates_and_serves_on_loopback_without_keys(tmp_path: Pat
 # --- schema drift: the manifest, its migrations and the database must agree -------------------------------------------
 
 
+def assert_refused(result: Result, difference: str) -> None:
+    """Exit 1 with one message naming ``difference`` and the commands that fix it."""
+    assert result.exit_code == 1, result.output
+    assert difference in result.stderr
+    assert "flux-dao makemigrations -m" in result.stderr
+    assert "then `flux-dao migrate`" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_check_names_a_field_the_migrations_lack_and_the_fix(tmp_path: Path) -> None:
     manifest = project_copy(tmp_path, task_fields=PRIORITY)
     result = run("--manifest", str(manifest), "check", env=sqlite_env(tmp_path))
-    assert result.exit_code == 1, result.output
-    assert "tasks.priority is in the manifest but not in the migrations" in result.stderr
-    assert "flux-dao makemigrations -m" in result.stderr
-    assert "flux-dao migrate" in result.stderr
+    assert_refused(result, "tasks.priority is in the manifest but not in the migrations")
     assert not (tmp_path / "cli.db").exists()  # check never touches DATABASE_URL
 
 
@@ -204,9 +210,7 @@ def test_check_is_fast_enough(tmp_path: Path) -> None:
 def test_serve_refuses_a_manifest_ahead_of_its_migrations_before_touching_the_database(tmp_path: Path) -> None:
     manifest = project_copy(tmp_path, task_fields=PRIORITY)
     result = run("--manifest", str(manifest), "serve", env=sqlite_env(tmp_path))
-    assert result.exit_code == 1, result.output
-    assert "tasks.priority is in the manifest but not in the migrations" in result.stderr
-    assert "flux-dao makemigrations -m" in result.stderr
+    assert_refused(result, "tasks.priority is in the manifest but not in the migrations")
     assert not (tmp_path / "cli.db").exists()
 
 
@@ -234,9 +238,7 @@ def test_serve_refuses_a_database_changed_outside_the_migrations(tmp_path: Path)
     assert run("--manifest", str(MANIFEST), "migrate", env=env).exit_code == 0
     run_sql(env["DATABASE_URL"], "ALTER TABLE tasks DROP COLUMN recurrence_rule")
     result = run("--manifest", str(MANIFEST), "serve", env=env)
-    assert result.exit_code == 1, result.output
-    assert "tasks.recurrence_rule is in the manifest but not in the database" in result.stderr
-    assert "flux-dao makemigrations -m" in result.stderr
+    assert_refused(result, "tasks.recurrence_rule is in the manifest but not in the database")
 
 
 def test_migrate_twice_says_it_is_already_at_the_head(tmp_path: Path) -> None:
@@ -253,10 +255,8 @@ def test_migrate_twice_says_it_is_already_at_the_head(tmp_path: Path) -> None:
 def test_migrate_with_a_manifest_ahead_of_its_migrations_names_what_the_database_lacks(tmp_path: Path) -> None:
     manifest = project_copy(tmp_path, task_fields=PRIORITY)
     result = run("--manifest", str(manifest), "migrate", env=sqlite_env(tmp_path))
-    assert result.exit_code == 1, result.output
+    assert_refused(result, "tasks.priority is in the manifest but not in the database")
     assert f"database upgraded from base to {HEAD}" in result.stdout
-    assert "tasks.priority is in the manifest but not in the database" in result.stderr
-    assert "flux-dao makemigrations -m" in result.stderr
 
 
 def test_migrations_current_history_and_downgrade(tmp_path: Path) -> None:

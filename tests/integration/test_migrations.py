@@ -1,6 +1,7 @@
 import asyncio
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -21,10 +22,25 @@ from flux_dao.migrations import (
 from tests import factories
 from tests.conftest import ROOT, make_settings, run_sql
 
+T = TypeVar("T")
 TABLES = {"users", "goals", "tasks", "conversations", "patterns", "notification_log"}
 
 
 Snapshot = tuple[str | None, dict[str, list[tuple[str, str, bool]]]]
+
+
+def read_database(settings: Settings, read: Callable[[Any], T]) -> T:
+    """``read(connection)`` on a connection of its own to the settings' database."""
+
+    async def run() -> T:
+        engine = create_async_engine(settings.database.url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def inspect_database(settings: Settings) -> Snapshot:
@@ -37,15 +53,7 @@ def inspect_database(settings: Settings) -> Snapshot:
         }
         return revision, tables
 
-    async def run() -> Snapshot:
-        engine = create_async_engine(settings.database.url, poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                return await conn.run_sync(read)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return read_database(settings, read)
 
 
 def test_migration_head_matches_the_manifest(settings: Settings) -> None:
@@ -146,15 +154,7 @@ def inspect_table(settings: Settings, table: str) -> tuple[dict[str, list[str]],
         found = {i["name"]: list(i["column_names"]) for i in inspector.get_indexes(table)}
         return found, {c["name"]: c.get("default") for c in inspector.get_columns(table)}
 
-    async def run() -> tuple[dict[str, list[str]], dict[str, Any]]:
-        engine = create_async_engine(settings.database.url, poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                return await conn.run_sync(read)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return read_database(settings, read)
 
 
 def test_filter_fields_without_an_index_of_their_own_get_one(settings: Settings) -> None:
