@@ -141,6 +141,11 @@ def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+def sql_uuid(url: str, value: str) -> str:
+    """A UUID as an SQL literal for ``url``'s backend: 16 bytes on SQLite (a GUID's storage), text on PostgreSQL."""
+    return f"X'{value.replace('-', '')}'" if url.startswith("sqlite") else f"'{value}'"
+
+
 def run_sql(url: str, *statements: str) -> list[tuple[object, ...]]:
     """Run SQL as an outside tool would (sqlite3 / asyncpg, not the service); the rows of the last statement."""
     if url.startswith("sqlite"):

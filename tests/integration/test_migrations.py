@@ -20,7 +20,7 @@ from flux_dao.migrations import (
     upgrade,
 )
 from tests import factories
-from tests.conftest import ROOT, make_settings, run_sql
+from tests.conftest import ROOT, make_settings, run_sql, sql_uuid
 
 T = TypeVar("T")
 TABLES = {"users", "goals", "tasks", "conversations", "patterns", "notification_log"}
@@ -166,8 +166,7 @@ def test_filter_fields_without_an_index_of_their_own_get_one(settings: Settings)
 def test_the_revision_upgrades_and_downgrades_a_database_with_rows(fresh_url: str) -> None:
     settings = make_settings(fresh_url)
     upgrade(settings, PREVIOUS)
-    sqlite = fresh_url.startswith("sqlite")
-    user_id = f"X'{SOME_ID.replace('-', '')}'" if sqlite else f"'{SOME_ID}'"
+    user_id = sql_uuid(fresh_url, SOME_ID)
     run_sql(fresh_url, f"INSERT INTO users (id, email) VALUES ({user_id}, 'kept@example.com')")  # noqa: S608
     assert inspect_table(settings, "users")[1]["id"] is None
 
