@@ -45,18 +45,23 @@ def drift_message(differences: Sequence[Difference], where: str) -> str:
 
 
 def harmless_in_database(diff: Any) -> bool:
-    """Whether a live-database difference leaves the API working.
+    """Whether a live-database difference (one alembic diff tuple) leaves the API working.
 
     Things only the database has are harmless (an index or a constraint a DBA added, a column with a default or
-    that accepts null); missing and changed things are not.
+    that accepts null), and so are a changed server default or comment (the API always sends every value); missing
+    and changed columns, tables and indexes are not.
     """
-    if isinstance(diff, list):
-        return False
     kind = diff[0]
     if kind == "remove_column":
         column: sa.Column[Any] = diff[3]
         return bool(column.nullable) or column.server_default is not None
-    return kind in {"remove_index", "remove_constraint", "remove_fk", "remove_table_comment"}
+    return kind in _HARMLESS
+
+
+_HARMLESS: Final = frozenset(
+    {"remove_index", "remove_constraint", "remove_fk", "modify_default", "modify_comment"}
+    | {"add_table_comment", "remove_table_comment"}
+)
 
 
 def _on(table: sa.Table | None) -> str:

@@ -341,7 +341,8 @@ def head_drift(settings: Settings) -> list[Difference] | None:
 
 def database_drift(diffs: list[Any]) -> list[Difference]:
     """The live database's differences from the manifest that matter to the API, in words."""
-    return describe([d for d in diffs if not harmless_in_database(d)], "the database")
+    items = [item for diff in diffs for item in (diff if isinstance(diff, list) else [diff])]
+    return describe([item for item in items if not harmless_in_database(item)], "the database")
 
 
 def live_drift(settings: Settings) -> list[Difference]:

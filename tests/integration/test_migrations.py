@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from flux_dao.config import Settings
+from flux_dao.drift import harmless_in_database
 from flux_dao.migrations import (
     compare_server_default,
     downgrade,
@@ -201,3 +202,14 @@ def test_a_row_inserted_by_sql_without_an_id_gets_a_random_uuid_the_api_serves(c
     other = client.get(f"{factories.API}/users", params={"email": "by-sql-2@example.com"}).json()["items"][0]
     assert other["id"] != row["id"]
     assert other["onboarded"] is False
+
+
+def test_the_live_check_leaves_alone_what_does_not_change_the_api() -> None:
+    column = sa.Column("note", sa.Text(), nullable=True)
+    required = sa.Column("code", sa.Text(), nullable=False)
+    assert harmless_in_database(("remove_column", None, "tasks", column))
+    assert harmless_in_database(("remove_index", sa.Index("ix_tasks_title")))
+    assert harmless_in_database(("modify_default", None, "tasks", "status", {}, None, "done"))
+    assert not harmless_in_database(("remove_column", None, "tasks", required))  # inserts would fail
+    assert not harmless_in_database(("add_column", None, "tasks", column))
+    assert not harmless_in_database(("modify_nullable", None, "tasks", "title", {}, True, False))
