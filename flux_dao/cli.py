@@ -7,9 +7,10 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -18,6 +19,10 @@ from flux_dao.config import Exposure, Settings
 from flux_dao.errors import DatabaseUnreachableError, ManifestError
 from flux_dao.logs import FIELDS_ATTR, configure_logging, logging_config
 from flux_dao.manifest.spec import Manifest
+
+if TYPE_CHECKING:
+    from flux_dao.drift import Difference
+    from flux_dao.migrations import Move
 
 __all__ = ("main",)
 
@@ -133,7 +138,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
 
     import uvicorn  # noqa: PLC0415 (only serve needs the server)
 
-    from flux_dao.migrations import upgrade  # noqa: PLC0415
+    from flux_dao.migrations import live_drift, upgrade  # noqa: PLC0415
     from flux_dao.startup import startup_summary  # noqa: PLC0415
     from flux_dao.web.observability import share_metrics  # noqa: PLC0415
     from flux_dao.web.protocols import http_protocol  # noqa: PLC0415
@@ -147,8 +152,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         raise click.ClickException(msg)
     manifest = _load_or_exit(settings)
     _check_keys(settings, manifest)
-    if not no_migrate:
-        upgrade(settings)
+    _refuse_drift(_head_drift(settings), "its migrations")
+    migrations = "skipped (--no-migrate)"
+    if not no_migrate:  # with --no-migrate, /ready says whether the database matches (schema-drift)
+        migrations = _moved(upgrade(settings), "head", "upgraded")
+        _refuse_drift(live_drift(settings), "the database")
     if not settings.has_keys:
         logger.warning("no SERVICE_API_KEYS configured: the API is open on loopback only (%s)", host)
     os.environ["FLUX_DAO_MANIFEST"] = str(settings.manifest_path)  # workers rebuild settings from the environment
@@ -157,7 +165,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     share_metrics(workers)  # several workers: one metrics folder, summed on every scrape; removed at exit
     summary = startup_summary(
-        settings, len(manifest.entities), host=host, port=port, workers=workers, migrated=not no_migrate
+        settings, len(manifest.entities), host=host, port=port, workers=workers, migrations=migrations
     )
     logger.info("starting flux-dao %s", __version__, extra={FIELDS_ATTR: summary})
     uvicorn.run(
@@ -182,18 +190,22 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @click.pass_context
 def migrate(ctx: click.Context, revision: str) -> None:
-    """Upgrade the database to the migration head.
+    """Upgrade the database to the migration head; say from which revision to which.
+
+    At the head, it also checks that the database matches the manifest (exit 1 naming the differences).
 
     \b
     Example:
         FLUX_DAO_DATABASE_URL=postgres://postgres@127.0.0.1/flux flux-dao migrate
     """
-    from flux_dao.migrations import upgrade  # noqa: PLC0415
+    from flux_dao.migrations import live_drift, upgrade  # noqa: PLC0415
 
     settings = _settings(ctx)
     _load_or_exit(settings)
-    upgrade(settings, revision)
-    click.echo(f"database upgraded to {revision}")
+    _require_migrations(settings)
+    click.echo(_moved(upgrade(settings, revision), revision, "upgraded"))
+    if revision == "head":
+        _refuse_drift(live_drift(settings), "the database")
 
 
 @main.command()
@@ -219,15 +231,89 @@ def makemigrations(ctx: click.Context, message: str) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the manifest; exit 1 with every problem listed if it is invalid.
+    """Validate the manifest and compare it with its migrations; exit 1 with every problem listed.
+
+    The migrations run on a scratch SQLite database (DATABASE_URL is not touched); a field, table or index the
+    manifest has and the migrations lack (or the reverse) is named, with the command that fixes it.
 
     \b
     Example:
         flux-dao --manifest my.yaml check
     """
-    manifest = _load_or_exit(_settings(ctx))
+    settings = _settings(ctx)
+    manifest = _load_or_exit(settings)
     names = ", ".join(e.name for e in manifest.entities)
     click.echo(f"{manifest.source}: ok ({len(manifest.entities)} resources: {names})")
+    _refuse_drift(_head_drift(settings), "its migrations")
+    click.echo(f"{settings.migrations_dir}: the migrations match the manifest")
+
+
+@main.group()
+def migrations() -> None:
+    """See and move the database's migration revision (the database of DATABASE_URL).
+
+    Example:
+        flux-dao migrations current
+    """
+
+
+@migrations.command()
+@click.pass_context
+def current(ctx: click.Context) -> None:
+    """Print the database's revision and whether it is the head.
+
+    Example:
+        DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1/flux flux-dao migrations current
+    """
+    from flux_dao.migrations import current_revisions, migration_heads  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    revisions = current_revisions(settings)
+    heads = migration_heads(settings.migrations_dir) or frozenset()
+    if not revisions:
+        click.echo("base (no migration applied): run `flux-dao migrate`")
+    elif set(revisions) == heads:
+        click.echo(f"{_revisions(revisions)} (head)")
+    else:
+        click.echo(f"{_revisions(revisions)} (not the head {_revisions(heads)}: run `flux-dao migrate`)")
+
+
+@migrations.command()
+@click.pass_context
+def history(ctx: click.Context) -> None:
+    """List the revisions, newest first, marking the head and the database's current one.
+
+    Example:
+        flux-dao migrations history
+    """
+    from flux_dao.migrations import current_revisions, revisions  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    scripts = revisions(settings.migrations_dir)
+    if not scripts:
+        _require_migrations(settings)
+    current = set(current_revisions(settings))
+    for script in scripts:
+        marks = [m for m, on in (("head", script.is_head), ("current", script.revision in current)) if on]
+        click.echo(f"{script.revision}  {script.doc}" + (f"  ({', '.join(marks)})" if marks else ""))
+
+
+@migrations.command()
+@click.argument("revision")
+@click.confirmation_option(prompt="This drops what later revisions added (tables, columns) and its data. Go on?")
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str) -> None:
+    """Take the database back to REVISION (a revision id, or `base` for before the first one).
+
+    Example:
+        flux-dao migrations downgrade c9f00535a8ea --yes
+    """
+    from flux_dao.migrations import downgrade as run_downgrade  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    _load_or_exit(settings)
+    _require_migrations(settings)
+    click.echo(_moved(run_downgrade(settings, revision), revision, "downgraded"))
 
 
 @main.command()
@@ -268,6 +354,50 @@ def _check_keys(settings: Settings, manifest: "Manifest") -> None:
         build_keyring(settings.api_keys, settings.keys_file, frozenset(e.name for e in manifest.entities))
     except KeysFileError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _revisions(revisions: Iterable[str]) -> str:
+    return ", ".join(sorted(revisions)) or "base"
+
+
+def _moved(move: "Move", target: str, verb: str) -> str:
+    """``database upgraded from <a> to <b>``, or ``already at head (<rev>)`` when nothing ran."""
+    if move.before == move.after:
+        return f"already at {target} ({_revisions(move.after)})"
+    return f"database {verb} from {_revisions(move.before)} to {_revisions(move.after)}"
+
+
+def _require_migrations(settings: Settings) -> None:
+    if not (settings.migrations_dir / "env.py").is_file():
+        raise click.ClickException(_NO_MIGRATIONS.format(folder=settings.migrations_dir))
+
+
+_NO_MIGRATIONS: Final = (
+    "the manifest has no migrations yet ({folder} does not exist): "
+    'run `flux-dao makemigrations -m "initial schema"`, then `flux-dao migrate`'
+)
+
+
+def _head_drift(settings: Settings) -> "list[Difference]":
+    """The manifest's differences from the schema its migrations produce; exit 1 when it has none."""
+    from flux_dao.migrations import head_drift  # noqa: PLC0415
+
+    try:
+        differences = head_drift(settings)
+    except Exception as exc:  # a broken revision file, whatever it raises, is the user's to fix
+        msg = f"the migrations in {settings.migrations_dir} do not run on a scratch database: {exc}"
+        raise click.ClickException(msg) from exc
+    if differences is None:
+        raise click.ClickException(_NO_MIGRATIONS.format(folder=settings.migrations_dir))
+    return differences
+
+
+def _refuse_drift(differences: "list[Difference]", where: str) -> None:
+    """Exit 1 with one message naming every difference and the commands that fix them."""
+    from flux_dao.drift import drift_message  # noqa: PLC0415
+
+    if differences:
+        raise click.ClickException("schema drift: " + drift_message(differences, where))
 
 
 def _load_or_exit(settings: Settings) -> "Manifest":

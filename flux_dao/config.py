@@ -288,6 +288,9 @@ class Settings:
     """Who may scrape ``/metrics`` (env ``FLUX_DAO_METRICS``: auto, public, key or off)."""
     shutdown_grace: int = 10
     """Seconds in-flight requests get to finish after SIGTERM (env ``FLUX_DAO_SHUTDOWN_GRACE``)."""
+    schema_recheck: float = 60.0
+    """Seconds after which ``/ready`` compares the live database with the manifest again; it also does when a worker
+    starts and when the migration revision changes; 0: only then (env ``FLUX_DAO_SCHEMA_RECHECK``)."""
     log_format: str = "auto"
     """``json`` (one object per line), ``text``, or ``auto``: JSON for ``flux-dao serve``, plain lines for the other
     commands (env ``FLUX_DAO_LOG_FORMAT``)."""
@@ -332,6 +335,9 @@ class Settings:
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),
             shutdown_grace=_int(env, "FLUX_DAO_SHUTDOWN_GRACE", cls.shutdown_grace),
+            schema_recheck=_at_least_zero(
+                "FLUX_DAO_SCHEMA_RECHECK", _float(env, "FLUX_DAO_SCHEMA_RECHECK", cls.schema_recheck)
+            ),
             max_body=_int(env, "FLUX_DAO_MAX_BODY", cls.max_body),
             max_header_bytes=_int_at_least(env, "FLUX_DAO_MAX_HEADER_BYTES", cls.max_header_bytes, 1024),
             max_headers=_int_at_least(env, "FLUX_DAO_MAX_HEADERS", cls.max_headers, 1),

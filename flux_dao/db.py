@@ -242,16 +242,19 @@ def _os_reason(exc: OSError) -> str:
 
 
 @asynccontextmanager
-async def connect_once(settings: DatabaseSettings) -> AsyncIterator[AsyncConnection]:
+async def connect_once(
+    settings: DatabaseSettings, connect_args: Mapping[str, Any] | None = None
+) -> AsyncIterator[AsyncConnection]:
     """One SQLAlchemy connection outside any pool, for migrations and schema checks.
 
     Failing to connect raises ``DatabaseUnreachableError`` with :func:`connect_failure`'s one line (the CLI prints
     it instead of a traceback); a PostgreSQL server that does not answer fails after ``connect_timeout``.
+    ``connect_args`` go to the driver on top of that.
     """
-    connect_args = (
+    defaults = (
         {"timeout": settings.connect_timeout} if make_url(settings.url).get_backend_name() == "postgresql" else {}
     )
-    engine = create_async_engine(settings.url, poolclass=NullPool, connect_args=connect_args)
+    engine = create_async_engine(settings.url, poolclass=NullPool, connect_args=defaults | dict(connect_args or {}))
     try:
         conn = await _connect(engine, settings)
         try:

@@ -1,35 +1,55 @@
 """Alembic, driven from the manifest-built metadata.
 
 ``migrations/env.py`` is two lines that call :func:`run_env`; everything else is here: upgrade under a PostgreSQL
-advisory lock (replicas starting together migrate once), autogenerate from the manifest, and the head/diff checks
-that ``/ready`` and the tests use.
+advisory lock (replicas starting together migrate once), autogenerate from the manifest, the revision moves of the
+``migrations`` commands, and the comparisons that catch schema drift (manifest vs. the schema the migrations produce,
+manifest vs. the live database) for ``check``, ``serve`` and ``/ready``.
 """
 
 import asyncio
+import contextlib
+import logging
+import re
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, NamedTuple
 
 import sqlalchemy as sa
 from advanced_alchemy.types import GUID
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from flux_dao.config import Settings
+from flux_dao.config import DatabaseSettings, Settings
 from flux_dao.db import connect_once
+from flux_dao.drift import Difference, describe, harmless_in_database
+from flux_dao.server_defaults import RandomUUID
 
 __all__ = (
     "ADVISORY_LOCK_KEY",
+    "Move",
+    "Schema",
     "alembic_config",
+    "compare_server_default",
     "compare_type",
+    "current_revisions",
+    "database_drift",
+    "downgrade",
+    "head_drift",
     "init_migrations",
+    "inspect_schema",
+    "live_drift",
     "make_migration",
     "migration_heads",
+    "quiet_alembic",
+    "render_item",
+    "revisions",
     "run_env",
     "schema_diff",
     "upgrade",
@@ -82,6 +102,81 @@ def compare_type(
     return None  # alembic's default comparison
 
 
+_CAST: Final = re.compile(r"::[a-z_ ]+(?:\([0-9, ]*\))?$")
+_SPACE_BESIDE_PUNCTUATION: Final = re.compile(r"\s*([(),|&+])\s*")
+
+
+def _unwrapped(text: str) -> str:
+    """``text`` without parentheses around the whole of it."""
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for position, char in enumerate(text):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth == 0 and position < len(text) - 1:
+                return text  # "(a) || (b)": the first parenthesis closes early
+        text = text[1:-1].strip()
+    return text
+
+
+def _spelled(default: str | None) -> str | None:
+    """A server default as SQL text, without the spelling each database adds when it reports it back.
+
+    SQLite keeps the parentheses of the DDL (``(false)``), PostgreSQL adds casts (``'active'::text``,
+    ``'-1'::integer``).
+    """
+    if default is None:
+        return None
+    text = _SPACE_BESIDE_PUNCTUATION.sub(r"\1", " ".join(default.split()))
+    previous = None
+    while text != previous:
+        previous = text
+        text = _CAST.sub("", _unwrapped(text))
+    if len(text) >= 2 and text[0] == text[-1] == "'":  # a quoted literal
+        text = text[1:-1].replace("''", "'")
+    return text
+
+
+def compare_server_default(
+    _context: MigrationContext,
+    _inspected_column: Any,
+    _metadata_column: Any,
+    inspected_default: str | None,
+    _metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool:
+    """Whether a column's server default differs from the manifest's, compared as text once both are unwrapped.
+
+    Alembic's own comparison is off by default because of false positives; this one is exact on what flux-dao
+    writes (literals, ``CURRENT_TIMESTAMP``, :func:`~flux_dao.server_defaults.random_uuid`).
+    """
+    return _spelled(inspected_default) != _spelled(rendered_metadata_default)
+
+
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Render :func:`random_uuid` by name in a revision, not as one backend's SQL, so it runs on both."""
+    if type_ == "server_default" and isinstance(getattr(obj, "arg", None), RandomUUID):
+        autogen_context.imports.add("import flux_dao.server_defaults")
+        return "flux_dao.server_defaults.random_uuid()"
+    return False  # alembic's own rendering
+
+
+COMPARISON: Final[dict[str, Any]] = {"compare_type": compare_type, "compare_server_default": compare_server_default}
+"""How autogenerate and the drift checks compare a schema with the manifest: the same rules for both."""
+
+
+@contextlib.contextmanager
+def quiet_alembic() -> Iterator[None]:
+    """Keep alembic's INFO lines (plugins set up, context impl, each revision run) out of command output."""
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        alembic_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_logger.setLevel(level)
+
+
 def init_migrations(folder: Path) -> None:
     """Create an alembic folder (env.py, script.py.mako, versions/) if it does not exist yet."""
     (folder / "versions").mkdir(parents=True, exist_ok=True)
@@ -100,18 +195,101 @@ def alembic_config(settings: Settings) -> Config:
     return config
 
 
-def migration_heads(folder: Path) -> frozenset[str] | None:
-    """The head revision(s) of a migrations folder, or None when the manifest has none."""
+def _scripts(folder: Path) -> ScriptDirectory | None:
     if not (folder / "env.py").is_file():
         return None
     config = Config()
     config.set_main_option("script_location", str(folder))
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+    return ScriptDirectory.from_config(config)
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
+def migration_heads(folder: Path) -> frozenset[str] | None:
+    """The head revision(s) of a migrations folder, or None when the manifest has none."""
+    scripts = _scripts(folder)
+    return None if scripts is None else frozenset(scripts.get_heads())
+
+
+def revisions(folder: Path) -> list[Script]:
+    """Every revision of a migrations folder, newest first (empty when there is none)."""
+    scripts = _scripts(folder)
+    return [] if scripts is None else list(scripts.walk_revisions())
+
+
+class Schema(NamedTuple):
+    """What a database holds: its revision(s) and how its schema differs from the manifest (alembic diffs)."""
+
+    revisions: tuple[str, ...]
+    diffs: list[Any]
+
+
+async def inspect_schema(
+    database: DatabaseSettings, metadata: sa.MetaData | None = None, *, connect_args: dict[str, Any] | None = None
+) -> Schema:
+    """The revision(s) of the ``database`` and, given the manifest's ``metadata``, its diffs from it.
+
+    Only the manifest's tables are read: other tables in the same database are none of flux-dao's business.
+    """
+
+    def read(connection: Connection) -> Schema:
+        with quiet_alembic():
+            context = MigrationContext.configure(connection)
+            current = tuple(sorted(context.get_current_heads()))
+            if metadata is None:
+                return Schema(current, [])
+            tables = set(metadata.tables)
+            context = MigrationContext.configure(
+                connection,
+                opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
+            )
+            return Schema(current, list(compare_metadata(context, metadata)))
+
+    async with connect_once(database, connect_args) as conn:
+        return await conn.run_sync(read)
+
+
+def current_revisions(settings: Settings) -> tuple[str, ...]:
+    """The revision(s) the database is at; empty when it was never migrated (a missing SQLite file stays missing)."""
+    url = sa.engine.make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return ()
+    return asyncio.run(inspect_schema(settings.database)).revisions
+
+
+class Move(NamedTuple):
+    """A database's revision(s) before and after an upgrade or a downgrade."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+def _move(settings: Settings, run: Callable[[Config], None]) -> Move:
+    before = current_revisions(settings)
+    with quiet_alembic():
+        run(alembic_config(settings))
+    return Move(before, current_revisions(settings))
+
+
+def upgrade(settings: Settings, revision: str = "head") -> Move:
     """Bring the database to ``revision`` (creates the SQLite file if needed)."""
-    command.upgrade(alembic_config(settings), revision)
+    return _move(settings, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(settings: Settings, revision: str) -> Move:
+    """Take the database back to ``revision`` (``base``: before the first one), running each ``downgrade()``."""
+    return _move(settings, lambda config: command.downgrade(config, revision))
+
+
+@contextlib.contextmanager
+def _scratch_at_head(settings: Settings) -> Iterator[Settings]:
+    """``settings`` pointing at a throwaway SQLite database brought to the migration head.
+
+    That is the schema the migrations produce, made without touching (or needing) ``DATABASE_URL``.
+    """
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        url = f"sqlite+aiosqlite:///{Path(scratch_dir) / 'scratch.db'}"
+        scratch = replace(settings, database=replace(settings.database, url=url))
+        upgrade(scratch)
+        yield scratch
 
 
 def make_migration(settings: Settings, message: str) -> str | None:
@@ -122,10 +300,7 @@ def make_migration(settings: Settings, message: str) -> str | None:
     batch mode runs on SQLite and PostgreSQL alike.
     """
     init_migrations(settings.migrations_dir)
-    with tempfile.TemporaryDirectory() as scratch_dir:
-        url = f"sqlite+aiosqlite:///{Path(scratch_dir) / 'scratch.db'}"
-        scratch = replace(settings, database=replace(settings.database, url=url))
-        upgrade(scratch)
+    with _scratch_at_head(settings) as scratch:
         config = alembic_config(scratch)
 
         def skip_empty(_context: Any, _revision: Any, directives: list[Any]) -> None:
@@ -133,39 +308,53 @@ def make_migration(settings: Settings, message: str) -> str | None:
                 directives.clear()
 
         config.attributes["process_revision_directives"] = skip_empty
-        scripts = command.revision(config, message=message, autogenerate=True)
+        with quiet_alembic():
+            scripts = command.revision(config, message=message, autogenerate=True)
     created = [script.path for script in (scripts if isinstance(scripts, list) else [scripts]) if script is not None]
     return created[0] if created else None
 
 
-def schema_diff(settings: Settings) -> list[Any]:
-    """What autogenerate would change between the database and the manifest (empty when in step)."""
+def _manifest_metadata(settings: Settings) -> sa.MetaData:
     from flux_dao.generator import build_resources  # noqa: PLC0415 (keeps `flux-dao migrate` light)
     from flux_dao.manifest import load_manifest  # noqa: PLC0415
 
-    metadata = build_resources(load_manifest(settings.manifest_path)).metadata
+    return build_resources(load_manifest(settings.manifest_path)).metadata
 
-    def compare(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": compare_type})
-        return list(compare_metadata(context, metadata))
 
-    async def run() -> list[Any]:
-        async with connect_once(settings.database) as conn:
-            return await conn.run_sync(compare)
+def head_drift(settings: Settings) -> list[Difference] | None:
+    """How the manifest differs from the schema its migrations produce; None when it has no migrations yet."""
+    if migration_heads(settings.migrations_dir) is None:
+        return None
+    metadata = _manifest_metadata(settings)
+    with _scratch_at_head(settings) as scratch:
+        schema = asyncio.run(inspect_schema(scratch.database, metadata))
+    return describe(schema.diffs, "the migrations")
 
-    return asyncio.run(run())
+
+def database_drift(diffs: list[Any]) -> list[Difference]:
+    """The live database's differences from the manifest that matter to the API, in words."""
+    items = [item for diff in diffs for item in (diff if isinstance(diff, list) else [diff])]
+    return describe([item for item in items if not harmless_in_database(item)], "the database")
+
+
+def live_drift(settings: Settings) -> list[Difference]:
+    """How the database at ``DATABASE_URL`` differs from the manifest, in the ways that matter to the API."""
+    schema = asyncio.run(inspect_schema(settings.database, _manifest_metadata(settings)))
+    return database_drift(schema.diffs)
+
+
+def schema_diff(settings: Settings) -> list[Any]:
+    """What autogenerate would change between the database and the manifest (empty when in step)."""
+    return asyncio.run(inspect_schema(settings.database, _manifest_metadata(settings))).diffs
 
 
 def run_env() -> None:
     """Body of ``migrations/env.py``: run alembic online against the configured database."""
     from alembic import context  # noqa: PLC0415 (only importable while alembic runs env.py)
 
-    from flux_dao.generator import build_resources  # noqa: PLC0415
-    from flux_dao.manifest import load_manifest  # noqa: PLC0415
-
     config = context.config
     settings: Settings = config.attributes.get("flux_settings") or Settings.from_env()
-    metadata = build_resources(load_manifest(settings.manifest_path)).metadata
+    metadata = _manifest_metadata(settings)
     directives = config.attributes.get("process_revision_directives")
 
     def migrate(connection: Connection) -> None:
@@ -177,7 +366,8 @@ def run_env() -> None:
             context.configure(
                 connection=connection,
                 target_metadata=metadata,
-                compare_type=compare_type,
+                **COMPARISON,
+                render_item=render_item,
                 render_as_batch=True,  # portable revisions: plain ALTERs on PostgreSQL, table copies on SQLite
                 process_revision_directives=directives,
             )

@@ -21,16 +21,19 @@ def base_url(host: str, port: int) -> str:
 
 
 def startup_summary(
-    settings: Settings, resources: int, *, host: str, port: int, workers: int, migrated: bool
+    settings: Settings, resources: int, *, host: str, port: int, workers: int, migrations: str
 ) -> dict[str, Any]:
-    """Every fact an operator checks first, as the fields of one log line; the database password is hidden."""
+    """Every fact an operator checks first, as the fields of one log line; the database password is hidden.
+
+    ``migrations`` says what start-up did to the schema (``database upgraded from a to b``, ``already at head (b)``).
+    """
     base = base_url(host, port)
     return {
         "version": __version__,
         "manifest": str(settings.manifest_path),
         "resources": resources,
         "database": settings.database.display_url,
-        "migrations": "applied" if migrated else "skipped (--no-migrate)",
+        "migrations": migrations,
         "bind": base,
         "workers": workers,
         "auth": auth_mode(settings),

@@ -6,6 +6,7 @@ pass without it. ``-m sqlite`` / ``-m postgres`` select one backend.
 """
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -116,3 +117,55 @@ def client(session_client: TestClient) -> Iterator[TestClient]:  # type: ignore[
     finally:
         session_client.headers[KEY_HEADER] = API_KEY
         wipe(session_client)
+
+
+@contextlib.contextmanager
+def fresh_database(backend: str, folder: Path, prefix: str = "fresh") -> Iterator[str]:
+    """An empty database of ``backend``: a SQLite file in ``folder``, or a PostgreSQL database dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / f'{prefix}.db'}"
+        return
+    name = f"flux_dao_{prefix}_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of ``backend`` for this test alone."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+def sql_uuid(url: str, value: str) -> str:
+    """A UUID as an SQL literal for ``url``'s backend: 16 bytes on SQLite (a GUID's storage), text on PostgreSQL."""
+    return f"X'{value.replace('-', '')}'" if url.startswith("sqlite") else f"'{value}'"
+
+
+def run_sql(url: str, *statements: str) -> list[tuple[object, ...]]:
+    """Run SQL as an outside tool would (sqlite3 / asyncpg, not the service); the rows of the last statement."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.split("///", 1)[1])) as conn:
+            rows: list[tuple[object, ...]] = []
+            for statement in statements:
+                rows = conn.execute(statement).fetchall()
+            conn.commit()
+            return rows
+
+    async def run() -> list[tuple[object, ...]]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=5)
+        try:
+            records = []
+            for statement in statements:
+                records = await conn.fetch(statement)
+            return [tuple(r.values()) for r in records]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())

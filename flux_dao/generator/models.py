@@ -17,8 +17,9 @@ from uuid_utils.compat import uuid7
 from flux_dao.generator.names import GENERATED_MODULE, NAMING_CONVENTION, class_name, index_name
 from flux_dao.generator.typemap import lookup
 from flux_dao.manifest.spec import EntitySpec, FieldSpec, Manifest
+from flux_dao.server_defaults import random_uuid
 
-__all__ = ("build_models", "utcnow")
+__all__ = ("build_models", "has_own_index", "utcnow")
 
 _ON_DELETE = {"cascade": "CASCADE", "set null": "SET NULL", "restrict": "RESTRICT"}
 
@@ -46,10 +47,11 @@ def _build_model(base: type[DeclarativeBase], manifest: Manifest, entity: Entity
         "__tablename__": entity.name,
         "__module__": GENERATED_MODULE,
         "__doc__": entity.description,
-        "id": mapped_column("id", GUID(), primary_key=True, default=uuid7),
+        # the service makes time-ordered UUIDv7 ids; the database default serves rows inserted by SQL tools
+        "id": mapped_column("id", GUID(), primary_key=True, default=uuid7, server_default=random_uuid()),
     }
     for name, spec in entity.fields.items():
-        namespace[name] = _column(manifest, name, spec)
+        namespace[name] = _column(manifest, name, spec, index=has_own_index(entity, name))
     for stamp in entity.timestamps:
         namespace[stamp] = mapped_column(
             stamp,
@@ -70,12 +72,26 @@ def _build_model(base: type[DeclarativeBase], manifest: Manifest, entity: Entity
     return type(class_name(entity), (base,), namespace)
 
 
-def _column(manifest: Manifest, name: str, spec: FieldSpec) -> Any:
+def has_own_index(entity: EntitySpec, name: str) -> bool:
+    """Whether field ``name`` gets a single-column index.
+
+    As the manifest says (``index``), else when lists filter on it or it is a reference (joins, cascades and
+    RESTRICT checks look it up), unless it is unique or a declared index starts with it: those serve the lookups.
+    """
+    spec = entity.fields[name]
+    if spec.index is not None:
+        return spec.index
+    if not spec.filter and spec.references is None:
+        return False
+    return not spec.unique and all(index.fields[:1] != (name,) for index in entity.indexes)
+
+
+def _column(manifest: Manifest, name: str, spec: FieldSpec, *, index: bool) -> Any:
     args: list[Any] = [lookup(spec).sql_type(spec)]
     if spec.references is not None:
         target = manifest.entity(spec.references).name
         args.append(sa.ForeignKey(f"{target}.id", ondelete=_ON_DELETE[spec.on_delete]))
-    kwargs: dict[str, Any] = {"nullable": spec.nullable, "unique": spec.unique or None, "index": spec.index or None}
+    kwargs: dict[str, Any] = {"nullable": spec.nullable, "unique": spec.unique or None, "index": index or None}
     if spec.default is not UNSET:
         kwargs["default"] = spec.default
         kwargs["server_default"] = _server_default(spec)

@@ -52,7 +52,9 @@ class FieldSpec(_Spec, frozen=True):
     default: Any | UnsetType = UNSET
     """Value used when a create omits the field; NOT NULL."""
     unique: bool = False
-    index: bool = False
+    index: bool | None = None
+    """Give the column its own index. Unset: indexed when it is a ``filter`` or a ``references`` field, unless it is
+    ``unique`` or first in a declared index (those already serve lookups on it); ``false`` turns that off."""
     filter: bool = False
     """Exposed as an equality query parameter on the list route."""
     immutable: bool = False

@@ -1,4 +1,4 @@
-"""``/health`` (the process lives) and ``/ready`` (the database answers and its schema is at the migration head)."""
+"""``/health`` (the process lives) and ``/ready`` (the database answers, matches the manifest, is at the head)."""
 
 import msgspec
 import sqlalchemy as sa
@@ -6,7 +6,9 @@ from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
 from flux_dao.db import Database
+from flux_dao.drift import drift_message
 from flux_dao.web.problems import problem_response, problem_responses
+from flux_dao.web.schema_watch import SchemaWatch
 
 __all__ = ("HealthStatus", "health_handlers")
 
@@ -20,7 +22,7 @@ class HealthStatus(msgspec.Struct):
     status: str
 
 
-def health_handlers(db: Database, expected_heads: frozenset[str] | None) -> list[HTTPRouteHandler]:
+def health_handlers(db: Database, expected_heads: frozenset[str] | None, watch: SchemaWatch) -> list[HTTPRouteHandler]:
     """The two probe routes; ``expected_heads`` is None when the manifest has no migrations folder."""
 
     @get("/health", operation_id="health", tags=["operations"], summary="Liveness: the process is up.")
@@ -31,11 +33,22 @@ def health_handlers(db: Database, expected_heads: frozenset[str] | None) -> list
         "/ready",
         operation_id="ready",
         tags=["operations"],
-        summary="Readiness: the database answers and its schema is at the migration head.",
+        summary="Readiness: the database answers, its schema matches the manifest and is at the migration head.",
         responses=problem_responses(503),
     )
     async def ready() -> Response[HealthStatus]:
-        reason = await _not_ready_reason(db, expected_heads)
+        current = await _revisions(db)
+        if isinstance(current, str):
+            return problem_response("not-ready", current, headers={"Retry-After": "1"})
+        try:
+            differences = await watch.current(current)
+        except Exception as exc:  # noqa: BLE001 (the look at the schema failed half-way: the database is going)
+            return problem_response("not-ready", _no_answer(exc), headers={"Retry-After": "1"})
+        if differences:
+            detail = drift_message(differences, "the database")
+            errors = [{"field": d.subject, "message": d.message} for d in differences]
+            return problem_response("schema-drift", detail[:1].upper() + detail[1:], errors=errors)
+        reason = _revision_problem(current, expected_heads)
         if reason is not None:
             return problem_response("not-ready", reason, headers={"Retry-After": "1"})
         return Response(HealthStatus(status="ready"))
@@ -43,16 +56,24 @@ def health_handlers(db: Database, expected_heads: frozenset[str] | None) -> list
     return [health, ready]
 
 
-async def _not_ready_reason(db: Database, expected_heads: frozenset[str] | None) -> str | None:
+def _no_answer(exc: BaseException) -> str:
+    return f"The database does not answer: {type(exc).__name__}."
+
+
+async def _revisions(db: Database) -> frozenset[str] | str:
+    """The database's migration revision(s), or why they cannot be read."""
     try:
         async with db.reading() as conn:
             await conn.scalar(_PING, {})
             try:
-                current = frozenset(row[0] for row in await conn.all(_VERSION_QUERY, {}))
+                return frozenset(row[0] for row in await conn.all(_VERSION_QUERY, {}))
             except Exception:  # noqa: BLE001 (any failure here means the version table is missing)
                 return "The database schema is not migrated (no alembic_version table); run `flux-dao migrate`."
     except Exception as exc:  # noqa: BLE001 (every failure to answer is "not ready", with its kind)
-        return f"The database does not answer: {type(exc).__name__}."
+        return _no_answer(exc)
+
+
+def _revision_problem(current: frozenset[str], expected_heads: frozenset[str] | None) -> str | None:
     if expected_heads is None:
         return None
     if current != expected_heads:

@@ -19,6 +19,7 @@ from flux_dao.web.openapi import SECURITY_SCHEME
 from flux_dao.web.problems import exception_handlers
 from flux_dao.web.ratelimit import RateLimiter
 from flux_dao.web.request_checks import StrictRequestsPlugin
+from flux_dao.web.schema_watch import SchemaWatch
 
 __all__ = ("FluxDaoPlugin",)
 
@@ -49,6 +50,7 @@ class FluxDaoPlugin(InitPlugin):
         self.db = db
         self.expected_heads = expected_heads
         self.observability = Observability(settings, db)
+        self.schema_watch = SchemaWatch(settings, resources.metadata)
         catalog = resources.catalog
         self.repositories = {
             r.entity.name: ResourceRepository(r.entity, r.schemas.read, catalog, db) for r in resources.items
@@ -70,11 +72,13 @@ class FluxDaoPlugin(InitPlugin):
             before_request=StrictRequestsPlugin.before_request,
         )
         app_config.plugins.append(StrictRequestsPlugin())  # learns each route's declared input for before_request
-        app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads)])
+        app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads, self.schema_watch)])
         app_config.route_handlers.extend(
             self.observability.route_handlers(exposure_middleware(settings.metrics, self.keyring))
         )
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
-        app_config.on_startup.extend([self.db.start, self.observability.start, _freeze_startup_objects])
-        app_config.on_shutdown.extend([self.observability.stop, self.db.dispose])
+        app_config.on_startup.extend(
+            [self.db.start, self.observability.start, self.schema_watch.start, _freeze_startup_objects]
+        )
+        app_config.on_shutdown.extend([self.schema_watch.stop, self.observability.stop, self.db.dispose])
         return app_config

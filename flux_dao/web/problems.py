@@ -62,6 +62,7 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "rate-limited": (429, "Too many requests"),
     "unavailable": (503, "Database unavailable"),
     "not-ready": (503, "Service not ready"),
+    "schema-drift": (503, "Database schema differs from the manifest"),
     "shutting-down": (503, "Service shutting down"),
     "internal-error": (500, "Internal server error"),
     # answered by the HTTP protocol itself, before any app code, and the connection is then closed
@@ -103,7 +104,7 @@ class Problem(msgspec.Struct, omit_defaults=True):
     status: int
     detail: str
     errors: list[ProblemField] | msgspec.UnsetType = msgspec.UNSET
-    """Per-field problems (validation, duplicates, missing references)."""
+    """Per-field problems (validation, duplicates, missing references); on ``schema-drift``, each difference."""
     dependents: list[ProblemDependent] | msgspec.UnsetType = msgspec.UNSET
     """On ``restricted-delete``: what still references the row."""
     resource: str | msgspec.UnsetType = msgspec.UNSET

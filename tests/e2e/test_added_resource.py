@@ -8,13 +8,16 @@ from typing import Any
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from litestar.testing import TestClient
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from flux_dao.cli import main
 from flux_dao.web.app import create_app
 from tests import factories
-from tests.conftest import API_KEY, BACKENDS, KEY_HEADER, PG_DSN, make_settings
+from tests.conftest import API_KEY, BACKENDS, KEY_HEADER, PG_DSN, make_settings, run_sql, sql_uuid
 
 ROOT = Path(__file__).resolve().parents[2]
 API = factories.API
@@ -24,9 +27,8 @@ MESSAGES = """
   messages:
     description: One message of an agent conversation.
     fields:
-      conversation_id:
-        {type: uuid, references: conversations, on_delete: cascade, required: true, immutable: true, index: true,
-         filter: true}
+      conversation_id:  # no `index: true`: a reference gets its index by default
+        {type: uuid, references: conversations, on_delete: cascade, required: true, immutable: true, filter: true}
       role: {type: enum, values: [user, assistant, system, function], required: true}
       content: {type: string, required: true, min_length: 1}
     order_by: [created_at desc]
@@ -36,6 +38,7 @@ MESSAGES = """
 @dataclass(frozen=True)
 class AddedResource:
     client: TestClient  # type: ignore[type-arg]
+    database_url: str
     new_revisions: list[Path]
     migrations_output: str
 
@@ -86,7 +89,7 @@ def added(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     app = create_app(make_settings(database_url, manifest_path=manifest))
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers[KEY_HEADER] = API_KEY
-        yield AddedResource(client=client, new_revisions=new_revisions, migrations_output=made.output)
+        yield AddedResource(client, database_url, new_revisions, made.output)
 
 
 @pytest.fixture
@@ -121,6 +124,29 @@ def test_new_revision_leaves_the_existing_tables_alone(added: AddedResource) -> 
     for table in ("users", "goals", "tasks", "patterns", "notification_log"):
         assert f"'{table}'" not in upgrade, upgrade
     assert "alter_column" not in upgrade, upgrade
+
+
+def test_the_reference_without_an_explicit_index_has_one_in_the_database(added: AddedResource) -> None:
+    async def read() -> list[tuple[str, list[str]]]:
+        engine = create_async_engine(added.database_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                found = await conn.run_sync(lambda c: sa.inspect(c).get_indexes("messages"))
+        finally:
+            await engine.dispose()
+        return [(i["name"], list(i["column_names"])) for i in found]
+
+    assert ("ix_messages_conversation_id", ["conversation_id"]) in asyncio.run(read())
+
+
+def test_a_row_inserted_by_sql_without_an_id_is_served(added: AddedResource) -> None:
+    parent = conversation(added.client)
+    value = sql_uuid(added.database_url, parent["id"])
+    insert = f"INSERT INTO messages (conversation_id, role, content) VALUES ({value}, 'user', 'sql')"  # noqa: S608
+    run_sql(added.database_url, insert)
+    page = added.client.get(f"{API}/messages", params={"conversation_id": parent["id"]}).json()
+    assert [m["content"] for m in page["items"]] == ["sql"]
+    assert uuid.UUID(page["items"][0]["id"]).version == 4
 
 
 def test_create_message_returns_201_with_the_full_row(client: Any) -> None:

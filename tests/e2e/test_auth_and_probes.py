@@ -1,14 +1,21 @@
+import time
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
-from flux_dao.config import parse_api_keys
+from flux_dao.config import Settings, parse_api_keys
+from flux_dao.migrations import make_migration, upgrade
 from flux_dao.web.app import create_app
 from tests import factories
-from tests.conftest import API_KEY, KEY_HEADER, make_settings
+from tests.conftest import API_KEY, KEY_HEADER, make_settings, run_sql
 from tests.factories import API
+from tests.live import live_server
+from tests.manifests import PRIORITY, project_copy
 from tests.problems import assert_problem
 
 SOME_ID = "01900000-0000-7000-8000-0000000000cc"
@@ -193,3 +200,78 @@ def test_api_call_against_unreachable_database_is_503_with_retry_after(unreachab
 def test_unreachable_database_still_checks_the_key_first(unreachable):
     response = unreachable.get(f"{API}/users", headers={KEY_HEADER: "wrong"})
     assert_problem(response, 401, "unauthorized")
+
+
+# --- schema drift: /ready says the database does not match the manifest --------------------------------------------
+
+
+def drift_problem(response: Any, difference: str) -> dict[str, Any]:
+    problem = assert_problem(response, 503, "schema-drift")
+    assert difference in problem["detail"]
+    assert "flux-dao makemigrations" in problem["detail"]
+    assert difference.split(" ", 1)[0] in [e["field"] for e in problem["errors"]]
+    return problem
+
+
+@pytest.fixture
+def ahead(fresh_url: str, tmp_path: Path) -> Settings:
+    """A manifest with a field its database lacks: made into a migration, not applied."""
+    manifest = project_copy(tmp_path, task_fields=PRIORITY)
+    settings = make_settings(fresh_url, manifest_path=manifest)
+    upgrade(settings)  # the project's head: without tasks.priority
+    make_migration(settings, "task priority")
+    return settings
+
+
+def test_ready_is_503_schema_drift_naming_a_column_the_database_lacks(ahead):
+    with TestClient(create_app(ahead), raise_server_exceptions=False) as c:
+        drift_problem(c.get("/ready"), "tasks.priority is in the manifest but not in the database")
+
+
+def test_ready_turns_200_once_the_database_is_migrated(ahead):
+    with TestClient(create_app(ahead), raise_server_exceptions=False) as c:
+        assert_problem(c.get("/ready"), 503, "schema-drift")
+        upgrade(ahead)  # the revision changes: the next probe looks again
+        response = c.get("/ready")
+        assert response.status_code == 200, response.text
+
+
+def test_a_column_dropped_by_sql_is_reported_by_ready_within_the_recheck_interval(fresh_url):
+    settings = make_settings(fresh_url, schema_recheck=0.5)
+    upgrade(settings)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        assert c.get("/ready").status_code == 200
+        run_sql(fresh_url, "ALTER TABLE tasks DROP COLUMN recurrence_rule")
+        deadline = time.monotonic() + 10
+        while (response := c.get("/ready")).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        drift_problem(response, "tasks.recurrence_rule is in the manifest but not in the database")
+    with TestClient(create_app(replace(settings, schema_recheck=0)), raise_server_exceptions=False) as c:
+        drift_problem(c.get("/ready"), "tasks.recurrence_rule")  # a new worker sees it at once
+
+
+def test_ready_ignores_what_only_the_database_has(fresh_url):
+    settings = make_settings(fresh_url)
+    upgrade(settings)
+    run_sql(
+        fresh_url,
+        "CREATE TABLE audit_log (id integer PRIMARY KEY)",
+        "CREATE INDEX ix_tasks_title ON tasks (title)",
+        "ALTER TABLE tasks ADD COLUMN note text",
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        response = c.get("/ready")
+        assert response.status_code == 200, response.text
+
+
+def test_serve_no_migrate_starts_and_ready_names_the_missing_column(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}"
+    manifest = project_copy(tmp_path, task_fields=PRIORITY)
+    settings = make_settings(url, manifest_path=manifest)
+    upgrade(settings)
+    make_migration(settings, "task priority")
+    with live_server(url, tmp_path, manifest=manifest, args=("--no-migrate",)) as server:
+        response = httpx.get(f"{server.base}/ready")
+        drift_problem(response, "tasks.priority is in the manifest but not in the database")
+        assert httpx.get(f"{server.base}/health").status_code == 200  # not ready, still running
+    assert "schema drift" in server.output

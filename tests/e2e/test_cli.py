@@ -4,6 +4,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -13,12 +14,16 @@ from click.testing import CliRunner, Result
 from flux_dao import __version__
 from flux_dao.cli import main
 from flux_dao.migrations import migration_heads
+from tests.conftest import run_sql
 from tests.live import free_port, live_server, start_server
+from tests.manifests import PRIORITY, project_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "resources.yaml"
 FLUX_DAO = Path(sys.executable).parent / "flux-dao"
-COMMANDS = ["serve", "migrate", "makemigrations", "check", "openapi"]
+COMMANDS = ["serve", "migrate", "makemigrations", "check", "openapi", "migrations"]
+HEAD = "824be8037c25"
+PREVIOUS = "c9f00535a8ea"
 
 GOOD_PREFIX = """\
 version: 1
@@ -315,3 +320,148 @@ def test_serve_reads_prefixed_variables_and_logs_one_summary(tmp_path, pg_databa
         "metrics": f"{server.base}/metrics",
     }
     assert not [r for r in records if r["message"].startswith(("Context impl", "Will assume", "setup plugin"))]
+
+
+# --- schema drift: the manifest, its migrations and the database must agree -------------------------------------------
+
+
+def assert_refused(result: Result, difference: str) -> None:
+    """Exit 1 with one message naming ``difference`` and the commands that fix it."""
+    assert result.exit_code == 1, result.output
+    assert difference in result.stderr
+    assert "flux-dao makemigrations -m" in result.stderr
+    assert "then `flux-dao migrate`" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_check_names_a_field_the_migrations_lack_and_the_fix(tmp_path: Path) -> None:
+    manifest = project_copy(tmp_path, task_fields=PRIORITY)
+    result = run("--manifest", str(manifest), "check", env=sqlite_env(tmp_path))
+    assert_refused(result, "tasks.priority is in the manifest but not in the migrations")
+    assert not (tmp_path / "cli.db").exists()  # check never touches DATABASE_URL
+
+
+def test_check_names_an_index_the_migrations_lack(tmp_path: Path) -> None:
+    manifest = project_copy(tmp_path, task_fields="      priority: {type: integer, filter: true}\n")
+    result = run("--manifest", str(manifest), "check")
+    assert result.exit_code == 1, result.output
+    assert "index ix_tasks_priority" in result.stderr
+    assert "is missing from the migrations" in result.stderr
+
+
+def test_check_of_a_manifest_without_migrations_says_they_are_missing(tmp_path: Path) -> None:
+    manifest = project_copy(tmp_path, migrations=False)
+    result = run("--manifest", str(manifest), "check")
+    assert result.exit_code == 1, result.output
+    assert "no migrations yet" in result.stderr
+    assert "flux-dao makemigrations" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_check_is_fast_enough(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run("--manifest", str(MANIFEST), "check")
+    assert result.exit_code == 0, result.output
+    assert "the migrations match the manifest" in result.stdout
+    assert time.monotonic() - started < 10  # 1.4 s in all here; 0.3 s of it the scratch database
+
+
+def test_serve_refuses_a_manifest_ahead_of_its_migrations_before_touching_the_database(tmp_path: Path) -> None:
+    manifest = project_copy(tmp_path, task_fields=PRIORITY)
+    result = run("--manifest", str(manifest), "serve", env=sqlite_env(tmp_path))
+    assert_refused(result, "tasks.priority is in the manifest but not in the migrations")
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_after_makemigrations_and_migrate_check_and_serve_accept_the_new_field(tmp_path: Path) -> None:
+    manifest = project_copy(tmp_path, task_fields=PRIORITY)
+    env = sqlite_env(tmp_path)
+    made = run("--manifest", str(manifest), "makemigrations", "-m", "task priority", env=env)
+    assert made.exit_code == 0, made.output
+    checked = run("--manifest", str(manifest), "check", env=env)
+    assert checked.exit_code == 0, checked.output
+    new_head = next(iter(migration_heads(tmp_path / "migrations") or ()))
+    migrated = run("--manifest", str(manifest), "migrate", env=env)
+    assert migrated.exit_code == 0, migrated.output
+    assert migrated.stdout.strip() == f"database upgraded from base to {new_head}"
+    with live_server(env["DATABASE_URL"], tmp_path, manifest=manifest) as server:
+        assert httpx.get(f"{server.base}/ready").status_code == 200
+        user = httpx.post(f"{server.base}/api/v1/users", json={"email": "p@example.com"}).json()
+        task = httpx.post(f"{server.base}/api/v1/tasks", json={"user_id": user["id"], "title": "t", "priority": 3})
+        assert task.status_code == 201, task.text
+        assert task.json()["priority"] == 3
+
+
+def test_serve_refuses_a_database_changed_outside_the_migrations(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+    assert run("--manifest", str(MANIFEST), "migrate", env=env).exit_code == 0
+    run_sql(env["DATABASE_URL"], "ALTER TABLE tasks DROP COLUMN recurrence_rule")
+    result = run("--manifest", str(MANIFEST), "serve", env=env)
+    assert_refused(result, "tasks.recurrence_rule is in the manifest but not in the database")
+
+
+def test_migrate_twice_says_it_is_already_at_the_head(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+    first = run("--manifest", str(MANIFEST), "migrate", env=env)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip() == f"database upgraded from base to {HEAD}"
+    second = run("--manifest", str(MANIFEST), "migrate", env=env)
+    assert second.exit_code == 0, second.output
+    assert second.stdout.strip() == f"already at head ({HEAD})"
+    assert "alembic" not in second.output  # no INFO chatter from alembic
+
+
+def test_migrate_with_a_manifest_ahead_of_its_migrations_names_what_the_database_lacks(tmp_path: Path) -> None:
+    manifest = project_copy(tmp_path, task_fields=PRIORITY)
+    result = run("--manifest", str(manifest), "migrate", env=sqlite_env(tmp_path))
+    assert_refused(result, "tasks.priority is in the manifest but not in the database")
+    assert f"database upgraded from base to {HEAD}" in result.stdout
+
+
+def test_migrations_current_history_and_downgrade(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+
+    def cli(*args: str, stdin: str | None = None) -> Result:
+        result = CliRunner().invoke(main, ["--manifest", str(MANIFEST), *args], env=env, input=stdin)
+        assert result.exit_code == 0, result.output
+        return result
+
+    assert cli("migrations", "current").stdout.startswith("base (no migration applied)")
+    assert not (tmp_path / "cli.db").exists()
+    cli("migrate")
+    assert cli("migrations", "current").stdout.strip() == f"{HEAD} (head)"
+    history = cli("migrations", "history").stdout.splitlines()
+    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS]
+    assert history[0].endswith("(head, current)")
+    assert "the six flux resources" in history[1]
+    assert "current" not in history[1]
+
+    moved = cli("migrations", "downgrade", PREVIOUS, "--yes")
+    assert moved.stdout.strip() == f"database downgraded from {HEAD} to {PREVIOUS}"
+    current = cli("migrations", "current").stdout
+    assert current.startswith(f"{PREVIOUS} (not the head {HEAD}")
+    assert cli("migrations", "history").stdout.splitlines()[1].endswith("(current)")
+
+    assert cli("migrations", "downgrade", "base", stdin="y\n").stdout.strip().endswith(f"from {PREVIOUS} to base")
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "tasks" not in tables
+    assert cli("migrate").stdout.strip() == f"database upgraded from base to {HEAD}"
+
+
+def test_migrations_downgrade_asks_first_and_a_no_changes_nothing(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+    assert run("--manifest", str(MANIFEST), "migrate", env=env).exit_code == 0
+    result = CliRunner().invoke(
+        main, ["--manifest", str(MANIFEST), "migrations", "downgrade", "base"], env=env, input="n\n"
+    )
+    assert result.exit_code == 1
+    assert "Aborted" in result.output
+    assert run("--manifest", str(MANIFEST), "migrations", "current", env=env).stdout.strip() == f"{HEAD} (head)"
+
+
+@pytest.mark.parametrize("command", ["current", "history", "downgrade"])
+def test_every_migrations_command_has_help(command: str) -> None:
+    result = run("migrations", command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.stdout

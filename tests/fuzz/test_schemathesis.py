@@ -39,7 +39,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, KEY_HEADER, PG_DSN, _pg_admin
+from tests.conftest import BACKENDS, KEY_HEADER, fresh_database
 from tests.live import live_server
 
 HERE = Path(__file__).resolve().parent
@@ -63,16 +62,8 @@ PHASES = ("coverage", "fuzzing", "stateful")
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of the backend, for this test alone (fuzzing leaves thousands of rows behind)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
-        return
-    name = f"flux_dao_fuzz_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(request.param, tmp_path, "fuzz") as url:
+        yield url
 
 
 def _operation_count(base: str) -> int:

@@ -278,3 +278,45 @@ def test_a_query_whose_struct_repeats_a_generated_component_is_reported() -> Non
 def test_list_parameter_names_are_reserved_for_fields(field: str) -> None:
     message = manifest_error(manifest_with(f"  notes:\n    fields:\n      {field}: {{type: integer}}\n"))
     assert_names(message, "notes", field)
+
+
+# --- which fields get an index of their own ---------------------------------------------------------------------------
+
+NOTES = """\
+  notes:
+    fields:
+      owner_id: {type: uuid, references: owners}
+      editor_id: {type: uuid, references: owners, index: false}
+      kind: {type: string, filter: true}
+      slug: {type: string, filter: true, unique: true}
+      folder_id: {type: uuid, references: owners, filter: true}
+      status: {type: string, filter: true, index: true}
+      body: {type: string}
+      rank: {type: integer, index: true}
+    indexes:
+      - fields: [folder_id, kind]
+      - fields: [status, rank]
+"""
+
+
+def single_column_indexes(text: str) -> set[str]:
+    table = build_resources(parse_manifest(text, source=SOURCE)).metadata.tables["notes"]
+    return {next(iter(i.columns)).name for i in table.indexes if len(i.columns) == 1}
+
+
+def test_references_and_filters_get_an_index_unless_told_not_to_or_already_served() -> None:
+    assert single_column_indexes(manifest_with(NOTES)) == {
+        "owner_id",  # a reference
+        "kind",  # a filter (second in [folder_id, kind], which does not serve lookups on kind)
+        "status",  # said so, although [status, rank] starts with it
+        "rank",  # said so
+    }  # not editor_id (index: false), slug (unique), folder_id (first in a declared index), body (neither)
+
+
+def test_id_columns_get_a_database_default() -> None:
+    table = build_resources(parse_manifest(manifest_with(NOTES), source=SOURCE)).metadata.tables["notes"]
+    default = table.c.id.server_default
+    assert default is not None
+    assert str(sa.schema.CreateColumn(table.c.id).compile(dialect=postgresql.dialect())).endswith(
+        "DEFAULT gen_random_uuid() NOT NULL"
+    )

@@ -24,7 +24,13 @@ PG = DatabaseSettings(url=f"postgresql://flux:{SECRET}@db.internal:5999/flux", c
 
 
 def summary(settings: Settings, **overrides: object) -> dict[str, object]:
-    options: dict[str, object] = {"host": "127.0.0.1", "port": 8001, "workers": 1, "migrated": True, **overrides}
+    options: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 8001,
+        "workers": 1,
+        "migrations": "already at head (abc)",
+        **overrides,
+    }
     return startup_summary(settings, 6, **options)  # type: ignore[arg-type]
 
 
@@ -35,7 +41,7 @@ def test_the_summary_names_everything_an_operator_checks_first(tmp_path: Path):
         "manifest": str(tmp_path / "resources.yaml"),
         "resources": 6,
         "database": "postgresql+asyncpg://flux:***@db.internal:5999/flux",
-        "migrations": "applied",
+        "migrations": "already at head (abc)",
         "bind": "http://0.0.0.0:9000",
         "workers": 2,
         "auth": "keys",
@@ -47,7 +53,8 @@ def test_the_summary_names_everything_an_operator_checks_first(tmp_path: Path):
 
 def test_the_summary_says_open_scoped_and_off(tmp_path: Path):
     open_api = Settings(docs=Exposure.OFF, metrics=Exposure.OFF)
-    assert summary(open_api, migrated=False) | {"manifest": None} == summary(open_api, migrated=False) | {
+    skipped = summary(open_api, migrations="skipped (--no-migrate)")
+    assert skipped | {"manifest": None} == summary(open_api) | {
         "manifest": None,
         "auth": "open",
         "docs": "off",
