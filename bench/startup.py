@@ -64,10 +64,20 @@ def time_to_health(manifest: Path, db: Path) -> float:
 
 
 def measure_startup(runs: int = 3) -> dict[str, float]:
-    """Median seconds to the first healthy answer (``--no-migrate``: the migration time is the database's)."""
+    """Median seconds to the first healthy answer (``--no-migrate``: the migration time is the database's).
+
+    The time includes serve's check that the manifest matches its migrations (a scratch SQLite database brought to
+    the head), so the generated manifest gets its migration first, as a real one would have.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "hundred.yaml"
         big.write_text(generated_manifest(100))
+        subprocess.run(
+            [sys.executable, "-m", "flux_dao", "--manifest", str(big), "makemigrations", "-m", "hundred"],
+            env={**os.environ, "LOG_LEVEL": "WARNING"},
+            capture_output=True,
+            check=True,
+        )
         results = {}
         for index, (label, manifest) in enumerate((("6 resources", ROOT / "resources.yaml"), ("100 resources", big))):
             times = sorted(time_to_health(manifest, Path(tmp) / f"startup{index}.db") for _ in range(runs))

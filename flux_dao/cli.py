@@ -252,6 +252,7 @@ def check(ctx: click.Context) -> None:
 def migrations() -> None:
     """See and move the database's migration revision (the database of DATABASE_URL).
 
+    \b
     Example:
         flux-dao migrations current
     """

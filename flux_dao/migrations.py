@@ -47,7 +47,6 @@ __all__ = (
     "live_drift",
     "make_migration",
     "migration_heads",
-    "quiet_alembic",
     "render_item",
     "revisions",
     "run_env",
@@ -164,19 +163,6 @@ COMPARISON: Final[dict[str, Any]] = {"compare_type": compare_type, "compare_serv
 """How autogenerate and the drift checks compare a schema with the manifest: the same rules for both."""
 
 
-@contextlib.contextmanager
-def quiet_alembic() -> Iterator[None]:
-    """Keep alembic's INFO lines (plugins set up, context impl, each revision run) out of command output."""
-    alembic_logger = logging.getLogger("alembic")
-    level = alembic_logger.level
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        alembic_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        alembic_logger.setLevel(level)
-
-
 def init_migrations(folder: Path) -> None:
     """Create an alembic folder (env.py, script.py.mako, versions/) if it does not exist yet."""
     (folder / "versions").mkdir(parents=True, exist_ok=True)
@@ -231,17 +217,16 @@ async def inspect_schema(
     """
 
     def read(connection: Connection) -> Schema:
-        with quiet_alembic():
-            context = MigrationContext.configure(connection)
-            current = tuple(sorted(context.get_current_heads()))
-            if metadata is None:
-                return Schema(current, [])
-            tables = set(metadata.tables)
-            context = MigrationContext.configure(
-                connection,
-                opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
-            )
-            return Schema(current, list(compare_metadata(context, metadata)))
+        context = MigrationContext.configure(connection)
+        current = tuple(sorted(context.get_current_heads()))
+        if metadata is None:
+            return Schema(current, [])
+        tables = set(metadata.tables)
+        context = MigrationContext.configure(
+            connection,
+            opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
+        )
+        return Schema(current, list(compare_metadata(context, metadata)))
 
     async with connect_once(database, connect_args) as conn:
         return await conn.run_sync(read)
@@ -264,8 +249,7 @@ class Move(NamedTuple):
 
 def _move(settings: Settings, run: Callable[[Config], None]) -> Move:
     before = current_revisions(settings)
-    with quiet_alembic():
-        run(alembic_config(settings))
+    run(alembic_config(settings))
     return Move(before, current_revisions(settings))
 
 
@@ -283,12 +267,19 @@ def downgrade(settings: Settings, revision: str) -> Move:
 def _scratch_at_head(settings: Settings) -> Iterator[Settings]:
     """``settings`` pointing at a throwaway SQLite database brought to the migration head.
 
-    That is the schema the migrations produce, made without touching (or needing) ``DATABASE_URL``.
+    That is the schema the migrations produce, made without touching (or needing) ``DATABASE_URL``. alembic's
+    "Running upgrade" lines are not logged for it: they would read as if the real database were being migrated.
     """
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
     with tempfile.TemporaryDirectory() as scratch_dir:
         url = f"sqlite+aiosqlite:///{Path(scratch_dir) / 'scratch.db'}"
         scratch = replace(settings, database=replace(settings.database, url=url))
-        upgrade(scratch)
+        alembic_logger.setLevel(max(logging.WARNING, alembic_logger.getEffectiveLevel()))
+        try:
+            upgrade(scratch)
+        finally:
+            alembic_logger.setLevel(level)
         yield scratch
 
 
@@ -308,8 +299,7 @@ def make_migration(settings: Settings, message: str) -> str | None:
                 directives.clear()
 
         config.attributes["process_revision_directives"] = skip_empty
-        with quiet_alembic():
-            scripts = command.revision(config, message=message, autogenerate=True)
+        scripts = command.revision(config, message=message, autogenerate=True)
     created = [script.path for script in (scripts if isinstance(scripts, list) else [scripts]) if script is not None]
     return created[0] if created else None
 
