@@ -47,7 +47,7 @@ DATABASE_SCHEMES: Final = {
 }
 """The URL schemes flux-dao accepts, each mapped to the async driver it runs on."""
 _URL_EXAMPLES: Final = "postgresql://user:password@host:5432/db or sqlite:///path/to/file.db"
-_PASSWORD_IN_URL: Final = re.compile(r"(://[^/:@]*:)[^/]*@")
+_PASSWORD_PARAMETER: Final = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 _PACKAGE_DIR: Final = Path(__file__).resolve().parent
 _CHECKOUT_MANIFEST: Final = _PACKAGE_DIR.parent / "resources.yaml"
 _BUNDLED_MANIFEST: Final = _PACKAGE_DIR / "_bundled" / "resources.yaml"
@@ -165,10 +165,20 @@ def _choice(env: Mapping[str, str], name: str, default: _Choice) -> _Choice:
 def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, fit for logs and error messages (even a malformed one).
 
-    Everything between ``user:`` and the last ``@`` of the authority goes, so an unescaped ``@`` in the password
-    cannot leave half of it behind.
+    A URL SQLAlchemy can parse is rendered by it with the password hidden, so whatever it would connect with (a
+    password holding ``/`` or ``@``, or given as a ``password`` query parameter) is what is hidden. Of a malformed
+    one, everything between ``user:`` and the last ``@`` goes, and any ``password=`` value.
     """
-    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+    try:
+        parsed = make_url(url)
+        if parsed.host is not None and "@" in parsed.host:  # an unescaped "@" in the password: the rest is in host
+            raise ValueError(url)
+    except (ArgumentError, ValueError):
+        scheme, separator, rest = url.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        shown = f"{scheme}{separator}{userinfo.split(':', 1)[0]}:***@{host}" if at else url
+        return _PASSWORD_PARAMETER.sub(r"\1***", shown)
+    return _PASSWORD_PARAMETER.sub(r"\1***", parsed.render_as_string(hide_password=True))
 
 
 def normalize_database_url(url: str, name: str = "DATABASE_URL") -> str:

@@ -70,6 +70,13 @@ def test_database_settings_normalise_however_they_are_built():
         (f"postgresql+asyncpg://flux:{SECRET}@db:5432/flux", "postgresql+asyncpg://flux:***@db:5432/flux"),
         (f"postgresql://flux:{SECRET}@x@db/flux", "postgresql://flux:***@db/flux"),
         ("postgresql+asyncpg://flux@db/flux", "postgresql+asyncpg://flux@db/flux"),
+        # a "/" in the password: SQLAlchemy connects with all of it, so all of it is hidden
+        (f"postgres://flux:{SECRET}/x@db:5432/flux", "postgres://flux:***@db:5432/flux"),
+        (f"postgres://u:se/{SECRET}@h:xx/db", "postgres://u:***@h:xx/db"),  # malformed (the port)
+        (
+            f"postgresql://flux@db/flux?password={SECRET}&ssl=require",
+            "postgresql://flux@db/flux?password=***&ssl=require",
+        ),
         ("sqlite+aiosqlite:///./flux_dao.db", "sqlite+aiosqlite:///./flux_dao.db"),
     ],
 )
