@@ -258,6 +258,15 @@ class DatabaseSettings:
         """The URL with its password hidden, for logs and messages."""
         return redact_url(self.url)
 
+    @property
+    def command_timeout(self) -> float | None:
+        """Client-side limit on one PostgreSQL statement: ``statement_timeout`` plus a connect timeout's margin.
+
+        The server cancels a slow statement itself (a clear 57014); this limit only bites when no answer can come
+        at all (a stalled network, a frozen server), which would otherwise hold the caller forever.
+        """
+        return self.statement_timeout + self.connect_timeout if self.statement_timeout > 0 else None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "DatabaseSettings":
         """Read the ``DATABASE_URL`` and ``DB_*`` variables (each also as ``FLUX_DAO_...``)."""

@@ -363,7 +363,7 @@ class Database:
                 max_size=s.pool_size,
                 max_inactive_connection_lifetime=s.pool_recycle,
                 timeout=s.connect_timeout,
-                command_timeout=self._command_timeout(),
+                command_timeout=s.command_timeout,
                 statement_cache_size=_STATEMENT_CACHE_SIZE,
                 server_settings={
                     "application_name": "flux-dao",
@@ -373,15 +373,6 @@ class Database:
                 init=self._on_postgres_connect,
                 reset=self._on_postgres_release,
             )
-
-    def _command_timeout(self) -> float | None:
-        """Client-side limit on one statement: the server's ``statement_timeout`` plus a connect timeout's margin.
-
-        The server cancels a slow statement itself (a clear 57014); this limit only bites when no answer can come
-        at all (a stalled network, a frozen server), which would otherwise hold the request forever.
-        """
-        s = self.settings
-        return s.statement_timeout + s.connect_timeout if s.statement_timeout > 0 else None
 
     async def dispose(self) -> None:
         """Close every pooled connection, telling the server goodbye (shutdown).

@@ -136,14 +136,19 @@ class ChatterFilter(logging.Filter):
     """Drops the libraries' notes about their own set-up below WARNING; their warnings and real news pass.
 
     Alembic's plugin list and its per-run "Context impl SQLiteImpl." / "Will assume transactional DDL." go, its
-    "Running upgrade" lines stay; advanced-alchemy's INFO lines go. A filter on the handler (not on the loggers), so
-    that configuring logging again (``LOG_LEVEL=DEBUG`` keeps everything) leaves nothing behind.
+    "Running upgrade" lines stay; advanced-alchemy's INFO lines go. uvicorn's warning "Invalid HTTP request
+    received." goes too: flux-dao's own protocols log one line for each refused request head, saying what was wrong.
+    A filter on the handler (not on the loggers), so that configuring logging again (``LOG_LEVEL=DEBUG`` keeps
+    everything) leaves nothing behind.
     """
 
     _QUIET_LOGGERS: Final = ("alembic.runtime.plugins", "advanced_alchemy")
     _CHATTER: Final = ("Context impl ", "Will assume ")
+    _INVALID_REQUEST: Final = "Invalid HTTP request received."
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error" and record.msg == self._INVALID_REQUEST:
+            return False
         if record.levelno >= logging.WARNING:
             return True
         if record.name.startswith(self._QUIET_LOGGERS):

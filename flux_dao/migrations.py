@@ -329,8 +329,7 @@ def database_drift(diffs: list[Any]) -> list[Difference]:
 
 def live_drift(settings: Settings) -> list[Difference]:
     """How the database at ``DATABASE_URL`` differs from the manifest, in the ways that matter to the API."""
-    schema = asyncio.run(inspect_schema(settings.database, _manifest_metadata(settings)))
-    return database_drift(schema.diffs)
+    return database_drift(schema_diff(settings))
 
 
 def schema_diff(settings: Settings) -> list[Any]:

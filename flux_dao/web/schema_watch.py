@@ -2,8 +2,10 @@
 
 A look (reflect the manifest's tables, compare them with the manifest-built metadata) costs a few dozen catalog
 queries, so a worker looks when it starts, then again only when ``/ready`` sees the database's migration revision
-change or the last look is older than ``FLUX_DAO_SCHEMA_RECHECK`` seconds. Looks run one at a time, on a connection
-of their own (not the request pool), bounded by the database timeouts.
+change (the probe waits for that look: its answer is about the new revision) or the last look is older than
+``FLUX_DAO_SCHEMA_RECHECK`` seconds (looked at again in the background: probes answer from the last look meanwhile,
+so a slow catalog never makes a probe time out). Looks run one at a time, on a connection of their own (not the
+request pool), bounded by the database timeouts.
 """
 
 import asyncio
@@ -35,41 +37,45 @@ class SchemaWatch:
         self._seen: frozenset[str] | None = None
         self._looked_at = 0.0
         self._lock = asyncio.Lock()
-        self._startup: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        """The start-up look, or the last background one."""
 
     async def start(self) -> None:
         """Look once in the background as the worker starts (start-up never waits for it); log what it finds."""
-        self._startup = asyncio.create_task(self._first_look())
+        self._task = asyncio.create_task(self._quiet_look("at start-up"))
 
     async def stop(self) -> None:
-        """Cancel a start-up look still running."""
-        if self._startup is not None and not self._startup.done():
-            self._startup.cancel()
+        """Cancel a look still running."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._startup
+                await self._task
 
     async def current(self, revisions: frozenset[str]) -> list[Difference]:
-        """The differences, looking again first if ``revisions`` (as ``/ready`` just read them) or time says so.
+        """The differences for ``revisions`` (as ``/ready`` just read them).
 
-        Raises whatever reaching the database raised (``TimeoutError`` when a look outlasts the timeouts).
+        A revision not looked at yet (a migration ran, or the first look has not finished) is looked at now; an
+        expired look is redone in the background. Raises whatever reaching the database raised (``TimeoutError``
+        when a look outlasts the timeouts).
         """
-        if self._stale(revisions):
+        if revisions != self._seen:
             async with self._lock:
-                if self._stale(revisions):
+                if revisions != self._seen:
                     await self._look()
+        elif self._expired() and not self._lock.locked() and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._quiet_look("in the background"))
         return self.differences
 
-    def _stale(self, revisions: frozenset[str]) -> bool:
+    def _expired(self) -> bool:
         recheck = self.settings.schema_recheck
-        expired = recheck > 0 and time.monotonic() - self._looked_at >= recheck
-        return revisions != self._seen or expired
+        return recheck > 0 and time.monotonic() - self._looked_at >= recheck
 
-    async def _first_look(self) -> None:
+    async def _quiet_look(self, when: str) -> None:
         try:
             async with self._lock:
                 await self._look()
-        except Exception as exc:  # noqa: BLE001 (a database down at start-up: /ready looks again and says so)
-            logger.warning("could not compare the database schema with the manifest at start-up: %r", exc)
+        except Exception as exc:  # noqa: BLE001 (the database is down: /ready looks again and says so)
+            logger.warning("could not compare the database schema with the manifest %s: %r", when, exc)
 
     async def _look(self) -> None:
         db = self.settings.database
@@ -87,6 +93,5 @@ class SchemaWatch:
     def _connect_args(self) -> dict[str, Any]:
         db = self.settings.database
         if make_url(db.url).get_backend_name() == "postgresql":
-            command_timeout = db.statement_timeout + db.connect_timeout if db.statement_timeout > 0 else None
-            return {"timeout": db.connect_timeout, "command_timeout": command_timeout}
-        return {"timeout": db.connect_timeout}
+            return {"command_timeout": db.command_timeout}
+        return {"timeout": db.connect_timeout}  # SQLite's wait for a lock

@@ -47,9 +47,6 @@ class FluxH11Protocol(HeadGuard, H11Protocol):
     def reading_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
 
-    def answering(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
-
     def describe(self, exc: BaseException | None) -> HeadRefusedError:
         if isinstance(exc, h11.RemoteProtocolError) and exc.error_status_hint == 431 and exc.__cause__ is None:
             return self.meter.refusal()  # h11's own "Receive buffer too long"

@@ -166,8 +166,12 @@ class HeadGuard(asyncio.Protocol):
         raise NotImplementedError
 
     def answering(self) -> bool:
-        """Whether the app is still answering a request of this connection."""
-        raise NotImplementedError
+        """Whether the app is still answering a request of this connection.
+
+        Both of uvicorn's protocols keep the request in flight as ``cycle``.
+        """
+        cycle = getattr(self, "cycle", None)
+        return cycle is not None and not cycle.response_complete
 
     def describe(self, exc: BaseException | None) -> HeadRefusedError:
         """The answer to a parser error."""

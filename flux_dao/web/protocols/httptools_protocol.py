@@ -22,9 +22,6 @@ class FluxHttpToolsProtocol(HeadGuard, HttpToolsProtocol):
     def reading_head(self) -> bool:
         return self._in_head
 
-    def answering(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
-
     def on_message_begin(self) -> None:
         self._header_count = 0
         super().on_message_begin()
