@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import PG_DSN, ROOT
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_tiny_benchmark_runs_every_scenario_and_saves_its_figures(tmp_path):
     result = subprocess.run(

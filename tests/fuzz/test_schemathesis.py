@@ -111,6 +111,7 @@ def _explain(result: subprocess.CompletedProcess[str], server_log: str) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 def test_every_operation_survives_schemathesis(database_url: str, tmp_path: Path) -> None:
     with live_server(database_url, tmp_path, env={"SERVICE_API_KEYS": KEY}) as server:

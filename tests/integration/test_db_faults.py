@@ -150,6 +150,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("fault", FAULTS)
 def test_unreachable_database_answers_503_quickly_and_service_resumes(service: Faulty, fault: str) -> None:
@@ -349,6 +350,7 @@ def _assert_acknowledged_writes_kept(service: Faulty, user_id: str, ledgers: lis
             assert api_row == match[0].row
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_concurrent_writes_survive_a_flapping_database(service: Faulty) -> None:
     """20 clients create and patch tasks for 16 s while the database is cut for 2 s and black-holed for 3.5 s.
@@ -420,6 +422,7 @@ def _reader(base: str, task_ids: list[str], stop: threading.Event, answers: list
                 failures.append(f"GET answered {response.status_code}: {response.text}")
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_terminated_backends_under_load_give_no_500_and_lose_nothing(service: Faulty) -> None:
     """32 writers and 8 readers for 10 s while every backend of the service is terminated

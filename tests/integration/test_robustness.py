@@ -86,6 +86,7 @@ def fresh_pg_url() -> Iterator[str]:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_many_concurrent_bulk_updates_over_shared_tasks_never_fail(fresh_pg_url, tmp_path):
     """The earlier service's deadlock: concurrent bulk-update-state calls over overlapping ids of a small table.

@@ -242,6 +242,7 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(database: str, t
     assert "ERROR" not in log, log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_request_longer_than_the_grace_period_does_not_hold_the_process(database: str, tmp_path: Path) -> None:
     """uvicorn 0.54 cancels what still runs when the grace period ends, logs one ERROR, runs the app's shutdown and
