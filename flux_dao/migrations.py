@@ -8,11 +8,10 @@ manifest vs. the live database) for ``check``, ``serve`` and ``/ready``.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
 
@@ -25,6 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
 
 from flux_dao.config import DatabaseSettings, Settings
 from flux_dao.db import connect_once
@@ -208,28 +208,29 @@ class Schema(NamedTuple):
     diffs: list[Any]
 
 
-async def inspect_schema(
-    database: DatabaseSettings, metadata: sa.MetaData | None = None, *, connect_args: dict[str, Any] | None = None
-) -> Schema:
-    """The revision(s) of the ``database`` and, given the manifest's ``metadata``, its diffs from it.
+def read_schema(connection: Connection, metadata: sa.MetaData | None = None) -> Schema:
+    """The revision(s) of the database on ``connection`` and, given the manifest's ``metadata``, its diffs from it.
 
     Only the manifest's tables are read: other tables in the same database are none of flux-dao's business.
     """
+    context = MigrationContext.configure(connection)
+    current = tuple(sorted(context.get_current_heads()))
+    if metadata is None:
+        return Schema(current, [])
+    tables = set(metadata.tables)
+    context = MigrationContext.configure(
+        connection,
+        opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
+    )
+    return Schema(current, list(compare_metadata(context, metadata)))
 
-    def read(connection: Connection) -> Schema:
-        context = MigrationContext.configure(connection)
-        current = tuple(sorted(context.get_current_heads()))
-        if metadata is None:
-            return Schema(current, [])
-        tables = set(metadata.tables)
-        context = MigrationContext.configure(
-            connection,
-            opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
-        )
-        return Schema(current, list(compare_metadata(context, metadata)))
 
+async def inspect_schema(
+    database: DatabaseSettings, metadata: sa.MetaData | None = None, *, connect_args: dict[str, Any] | None = None
+) -> Schema:
+    """:func:`read_schema` of ``database``, on a connection of its own."""
     async with connect_once(database, connect_args) as conn:
-        return await conn.run_sync(read)
+        return await conn.run_sync(read_schema, metadata)
 
 
 def current_revisions(settings: Settings) -> tuple[str, ...]:
@@ -264,23 +265,31 @@ def downgrade(settings: Settings, revision: str) -> Move:
 
 
 @contextlib.contextmanager
-def _scratch_at_head(settings: Settings) -> Iterator[Settings]:
-    """``settings`` pointing at a throwaway SQLite database brought to the migration head.
+def _scratch_at_head(settings: Settings) -> Iterator[Connection]:
+    """A connection to a throwaway SQLite database brought to the migration head.
 
-    That is the schema the migrations produce, made without touching (or needing) ``DATABASE_URL``. alembic's
-    "Running upgrade" lines are not logged for it: they would read as if the real database were being migrated.
+    That is the schema the migrations produce, made without touching (or needing) ``DATABASE_URL``. It runs in
+    memory on the standard library's ``sqlite3`` directly: through aiosqlite and a file, the thousands of small
+    statements of an upgrade and a reflection cost a thread hop and a sync each (3.8 s against 1.6 s for a
+    100-resource manifest). alembic's "Running upgrade"
+    lines are not logged for it: they would read as if the real database were being migrated.
     """
     alembic_logger = logging.getLogger("alembic")
     level = alembic_logger.level
-    with tempfile.TemporaryDirectory() as scratch_dir:
-        url = f"sqlite+aiosqlite:///{Path(scratch_dir) / 'scratch.db'}"
-        scratch = replace(settings, database=replace(settings.database, url=url))
-        alembic_logger.setLevel(max(logging.WARNING, alembic_logger.getEffectiveLevel()))
-        try:
-            upgrade(scratch)
-        finally:
-            alembic_logger.setLevel(level)
-        yield scratch
+    engine = sa.create_engine("sqlite://", poolclass=NullPool)  # in memory: it lives as long as its one connection
+    try:
+        with engine.connect() as connection:
+            config = alembic_config(settings)
+            config.attributes["connection"] = connection
+            alembic_logger.setLevel(max(logging.WARNING, alembic_logger.getEffectiveLevel()))
+            try:
+                command.upgrade(config, "head")
+            finally:
+                alembic_logger.setLevel(level)
+            connection.commit()
+            yield connection
+    finally:
+        engine.dispose()
 
 
 def make_migration(settings: Settings, message: str) -> str | None:
@@ -291,8 +300,9 @@ def make_migration(settings: Settings, message: str) -> str | None:
     batch mode runs on SQLite and PostgreSQL alike.
     """
     init_migrations(settings.migrations_dir)
-    with _scratch_at_head(settings) as scratch:
-        config = alembic_config(scratch)
+    with _scratch_at_head(settings) as connection:
+        config = alembic_config(settings)
+        config.attributes["connection"] = connection
 
         def skip_empty(_context: Any, _revision: Any, directives: list[Any]) -> None:
             if directives[0].upgrade_ops.is_empty():
@@ -305,10 +315,17 @@ def make_migration(settings: Settings, message: str) -> str | None:
 
 
 def _manifest_metadata(settings: Settings) -> sa.MetaData:
+    """The manifest-built metadata, built once per process for a manifest file as it is now."""
+    stat = settings.manifest_path.stat()
+    return _metadata_of(settings.manifest_path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _metadata_of(path: Path, _mtime_ns: int, _size: int) -> sa.MetaData:
     from flux_dao.generator import build_resources  # noqa: PLC0415 (keeps `flux-dao migrate` light)
     from flux_dao.manifest import load_manifest  # noqa: PLC0415
 
-    return build_resources(load_manifest(settings.manifest_path)).metadata
+    return build_resources(load_manifest(path)).metadata
 
 
 def head_drift(settings: Settings) -> list[Difference] | None:
@@ -316,8 +333,8 @@ def head_drift(settings: Settings) -> list[Difference] | None:
     if migration_heads(settings.migrations_dir) is None:
         return None
     metadata = _manifest_metadata(settings)
-    with _scratch_at_head(settings) as scratch:
-        schema = asyncio.run(inspect_schema(scratch.database, metadata))
+    with _scratch_at_head(settings) as connection:
+        schema = read_schema(connection, metadata)
     return describe(schema.diffs, "the migrations")
 
 
@@ -343,8 +360,8 @@ def run_env() -> None:
 
     config = context.config
     settings: Settings = config.attributes.get("flux_settings") or Settings.from_env()
-    metadata = _manifest_metadata(settings)
     directives = config.attributes.get("process_revision_directives")
+    metadata = _manifest_metadata(settings) if directives is not None else None  # only autogenerate compares
 
     def migrate(connection: Connection) -> None:
         is_postgres = connection.dialect.name == "postgresql"
@@ -366,6 +383,11 @@ def run_env() -> None:
             if is_postgres:
                 connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
                 connection.commit()
+
+    given: Connection | None = config.attributes.get("connection")  # a scratch database's (``_scratch_at_head``)
+    if given is not None:
+        migrate(given)
+        return
 
     async def run() -> None:
         async with connect_once(settings.database) as conn:
