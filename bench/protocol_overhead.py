@@ -15,7 +15,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from flux_dao.web.protocols.httptools_protocol import FluxHttpToolsProtocol
+from flux_dao.http.protocols.httptools_protocol import FluxHttpToolsProtocol
 
 REQUEST = (
     b"PATCH /api/v1/tasks/0190f4d2-0000-7000-8000-000000000000 HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n"

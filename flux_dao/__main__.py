@@ -1,5 +1,5 @@
 """``python -m flux_dao`` runs the CLI."""
 
-from flux_dao.cli import main
+from flux_dao.ops.cli import main
 
 main()

@@ -293,12 +293,15 @@ class Settings:
     """Accepted ``X-Flux-Service-Key`` values with full access (env ``SERVICE_API_KEYS``). With no keys at all (and no
     keys file) the API is open and ``flux-dao serve`` only binds loopback."""
     keys_file: Path | None = None
-    """YAML file of named keys with scopes (env ``FLUX_DAO_KEYS_FILE``); see ``flux_dao.web.keys``."""
+    """YAML file of named keys with scopes (env ``FLUX_DAO_KEYS_FILE``); see ``flux_dao.http.keys``."""
     rate_limit: float = 0.0
     """Requests per second each key may make, per worker; 0 turns the limit off (env ``FLUX_DAO_RATE_LIMIT``)."""
     rate_burst: int = 0
     """Requests a key may make at once before the rate applies; 0 means one second's worth
     (env ``FLUX_DAO_RATE_BURST``)."""
+    cursor_secret: str = ""
+    """Key of the MAC that seals list cursors (env ``FLUX_DAO_CURSOR_SECRET``); empty: derived from the service keys,
+    so replicas sharing their keys accept each other's cursors. A changed or forged cursor is refused either way."""
     cors_origins: tuple[str, ...] = ()
     """Origins browsers may call the API from (env ``FLUX_DAO_CORS_ORIGINS``, comma-separated); empty: CORS off."""
     docs: Exposure = Exposure.AUTO
@@ -350,6 +353,7 @@ class Settings:
             keys_file=Path(keys_file).resolve() if (keys_file := _text(env, "FLUX_DAO_KEYS_FILE")) else None,
             rate_limit=_at_least_zero("FLUX_DAO_RATE_LIMIT", _float(env, "FLUX_DAO_RATE_LIMIT", cls.rate_limit)),
             rate_burst=int(_at_least_zero("FLUX_DAO_RATE_BURST", _int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst))),
+            cursor_secret=_text(env, "FLUX_DAO_CURSOR_SECRET") or "",
             cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),

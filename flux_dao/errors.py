@@ -1,7 +1,7 @@
 """The flux-dao error tree.
 
-Domain errors raised by the manifest loader and the repository. Nothing here knows about HTTP: ``flux_dao.web.problems``
-maps each class to an RFC 9457 problem with a stable type slug.
+Domain errors raised by the manifest loader and the repository. Nothing here knows about HTTP:
+``flux_dao.http.problems`` maps each class to an RFC 9457 problem with a stable type slug.
 """
 
 from collections.abc import Sequence
@@ -15,6 +15,7 @@ __all__ = (
     "FieldError",
     "FluxDaoError",
     "ForbiddenError",
+    "InvalidCursorError",
     "InvalidInputError",
     "ManifestError",
     "MissingReferenceError",
@@ -85,6 +86,10 @@ class InvalidInputError(FluxDaoError):
     def __init__(self, errors: Sequence[FieldError]) -> None:
         self.errors = tuple(errors)
         super().__init__("; ".join(str(e) for e in self.errors))
+
+
+class InvalidCursorError(InvalidInputError):
+    """A list cursor that is malformed, changed, or made for other filters or another sort (HTTP 422)."""
 
 
 class ForbiddenError(FluxDaoError):

@@ -32,5 +32,5 @@ JsonObject: TypeAlias = Annotated[dict[str, Any], JSON_OBJECT]
 class RequestStruct(msgspec.Struct):
     """Base of the structs only ever read from a request body (Create, Update, query bodies).
 
-    The OpenAPI document treats them as request-only: see ``flux_dao.web.openapi_schemas``.
+    The OpenAPI document treats them as request-only: see ``flux_dao.http.openapi_schemas``.
     """

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from flux_dao.config import DatabaseSettings, Settings
-from flux_dao.migrations import upgrade
-from flux_dao.web.app import create_app
-from flux_dao.web.plugin import FluxDaoPlugin
+from flux_dao.http.app import create_app
+from flux_dao.http.plugin import FluxDaoPlugin
+from flux_dao.store.migrations import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "resources.yaml"

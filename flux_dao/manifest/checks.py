@@ -12,6 +12,9 @@ from typing import Any, Final
 from msgspec import UNSET
 
 from flux_dao.errors import ManifestError
+from flux_dao.manifest import names
+from flux_dao.manifest.columns import ColumnInfo, columns, operator_problem, parse_order
+from flux_dao.manifest.relations import embeds
 from flux_dao.manifest.spec import (
     BulkUpdateQuery,
     EntitySpec,
@@ -21,15 +24,15 @@ from flux_dao.manifest.spec import (
     TimeRangeQuery,
 )
 
-__all__ = ("RESERVED_FIELDS", "parse_order", "validate")
+__all__ = ("RESERVED_FIELDS", "validate")
 
 IDENTIFIER: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PATH_SEGMENT: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RESERVED_FIELDS: Final = frozenset({"id", "created_at", "updated_at", "metadata", "registry", "skip", "limit", "count"})
-"""Names the engine owns (server-set columns, SQLAlchemy model attributes, list query parameters)."""
-_ORDER: Final = re.compile(
-    r"^(?P<field>[a-z][a-z0-9_]*)(?:\s+(?P<dir>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?$"
+RESERVED_FIELDS: Final = frozenset(
+    {"id", "created_at", "updated_at", "metadata", "registry"}
+    | {"skip", "limit", "count", "sort", "cursor", "fields", "include", "include_limit"}
 )
+"""Names the engine owns (server-set columns, SQLAlchemy metadata attributes, list query parameters)."""
 _SCALAR_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
     "string": lambda v: isinstance(v, str),
     "enum": lambda v: isinstance(v, str),
@@ -41,21 +44,13 @@ _SCALAR_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
-def parse_order(term: str) -> tuple[str, bool, str | None]:
-    """Parse ``field [asc|desc] [nulls first|last]`` into (field, descending, nulls)."""
-    match = _ORDER.match(term.strip().lower())
-    if match is None:
-        msg = f"order term {term!r} is not 'field [asc|desc] [nulls first|last]'"
-        raise ValueError(msg)
-    return match["field"], match["dir"] == "desc", match["nulls"]
-
-
 def validate(manifest: Manifest) -> None:
     """Raise one :class:`ManifestError` listing every problem found, or return silently."""
     problems = list(_manifest_problems(manifest))
     for entity in manifest.entities:
         where = f"resource '{entity.name}'"
         problems.extend(f"{where}: {p}" for p in _entity_problems(entity))
+        problems.extend(f"{where}: {p}" for p in _query_surface_problems(manifest, entity))
         for name, spec in entity.fields.items():
             problems.extend(f"{where}, field '{name}': {p}" for p in _field_problems(manifest, name, spec))
         for name, query in entity.queries.items():
@@ -66,8 +61,6 @@ def validate(manifest: Manifest) -> None:
 
 
 def _manifest_problems(manifest: Manifest) -> Iterator[str]:
-    from flux_dao.generator import names  # noqa: PLC0415 (names imports only the spec; a top-level import cycles)
-
     kinds: dict[str, Callable[[EntitySpec], list[str]]] = {
         "name": lambda e: [e.name],
         "path": lambda e: [e.path or ""],
@@ -109,7 +102,7 @@ def _order_problems(entity: EntitySpec) -> Iterator[str]:
     columns = {"id", *entity.fields, *entity.timestamps}
     for term in entity.order_by:
         try:
-            field, _, _ = parse_order(term)
+            field = parse_order(term).field
         except ValueError as exc:
             yield f"order_by: {exc}"
             continue
@@ -124,6 +117,8 @@ def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[
         yield "name must be a lower-case identifier (a-z, 0-9, _) and not a Python keyword"
     if name in RESERVED_FIELDS:
         yield f"'{name}' is reserved: the engine manages it"
+    if "__" in name:
+        yield "name must not contain '__' (it separates a field from its filter operator: status__in)"
     if spec.type == "enum":
         if not spec.values:
             yield "an enum needs a non-empty 'values' list"
@@ -152,8 +147,36 @@ def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[
             yield f"references unknown resource '{spec.references}'"
         if spec.on_delete == "set null" and not spec.nullable:
             yield "on_delete 'set null' needs a nullable field (not required, no default)"
-    if (spec.filter or spec.unique or spec.index) and spec.type in {"json", "list"}:
-        yield f"a {spec.type} field cannot be filtered, unique or indexed"
+    if (spec.unique or spec.index) and spec.type in {"json", "list"}:
+        yield f"a {spec.type} field cannot be unique or indexed"
+    if spec.sort and spec.type in {"json", "list"}:
+        yield f"a {spec.type} field cannot be sorted"
+    if spec.filter is True and spec.type in {"json", "list"}:
+        yield f"a {spec.type} field has no equality filter ('contains' filters a list)"
+
+
+def _query_surface_problems(manifest: Manifest, entity: EntitySpec) -> Iterator[str]:
+    """Operators that fit their column, ``filters`` only on server-owned columns, embeds that name no column."""
+    owned = {"id", *entity.timestamps}
+    for name in entity.filters:
+        if name not in owned:
+            yield f"filters: '{name}' is not a server-owned column ({', '.join(sorted(owned))}); filter fields in place"
+    for column in columns(entity).values():
+        yield from _operator_problems(column)
+    for name, embed in embeds(manifest, entity).items():
+        if name in entity.read_columns:
+            yield f"embed '{name}' (from the reference {embed.via}) has the name of a column: rename one of them"
+        if name in RESERVED_FIELDS:
+            yield f"embed '{name}' is a reserved name"
+
+
+def _operator_problems(column: ColumnInfo) -> Iterator[str]:
+    if len(set(column.operators)) != len(column.operators):
+        yield f"field '{column.name}': filter lists an operator twice"
+    for operator in column.operators:
+        problem = operator_problem(column, operator)
+        if problem is not None:
+            yield f"field '{column.name}': filter {problem}"
 
 
 def _default_problems(spec: FieldSpec) -> Iterator[str]:

@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 
 __all__ = (
     "OPERATIONS",
+    "OPERATORS",
     "BulkUpdateQuery",
     "EntitySpec",
     "FieldSpec",
@@ -20,6 +21,7 @@ __all__ = (
     "Manifest",
     "OnDelete",
     "Operation",
+    "Operator",
     "QuerySpec",
     "RatioSpec",
     "TimeRangeQuery",
@@ -30,8 +32,25 @@ FieldType: TypeAlias = Literal["string", "integer", "float", "boolean", "datetim
 ItemType: TypeAlias = Literal["string", "uuid"]
 OnDelete: TypeAlias = Literal["cascade", "set null", "restrict"]
 Operation: TypeAlias = Literal["list", "get", "create", "update", "delete"]
+Operator: TypeAlias = Literal[
+    "eq", "ne", "in", "gt", "gte", "lt", "lte", "isnull", "contains", "icontains", "startswith"
+]
+"""A list filter: ``field=v`` (``eq``) or ``field__<operator>=v``."""
 Timestamp: TypeAlias = Literal["created_at", "updated_at"]
 OPERATIONS: Final[tuple[Operation, ...]] = ("list", "get", "create", "update", "delete")
+OPERATORS: Final[tuple[Operator, ...]] = (
+    "eq",
+    "ne",
+    "in",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "isnull",
+    "contains",
+    "icontains",
+    "startswith",
+)
 
 
 class _Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -55,8 +74,11 @@ class FieldSpec(_Spec, frozen=True):
     index: bool | None = None
     """Give the column its own index. Unset: indexed when it is a ``filter`` or a ``references`` field, unless it is
     ``unique`` or first in a declared index (those already serve lookups on it); ``false`` turns that off."""
-    filter: bool = False
-    """Exposed as an equality query parameter on the list route."""
+    filter: bool | tuple[Operator, ...] = False
+    """The list route's filters on this field: ``true`` is equality alone, a list picks operators
+    (``[eq, in, gte, lt]``)."""
+    sort: bool | None = None
+    """Whether ``sort=`` takes this field; unset: every scalar field (not json or list)."""
     immutable: bool = False
     """Accepted on create only; a PATCH naming it is rejected."""
     min_length: int | None = None
@@ -68,6 +90,13 @@ class FieldSpec(_Spec, frozen=True):
     on_delete: OnDelete = "restrict"
     """What deleting the referenced row does to this row."""
     description: str | None = None
+
+    @property
+    def operators(self) -> tuple[Operator, ...]:
+        """The filter operators this field takes, in manifest order."""
+        if self.filter is True:
+            return ("eq",)
+        return self.filter or ()
 
     @property
     def nullable(self) -> bool:
@@ -149,6 +178,8 @@ class EntitySpec(_Spec, frozen=True):
     operations: tuple[Operation, ...] = OPERATIONS
     indexes: tuple[IndexSpec, ...] = ()
     queries: dict[str, QuerySpec] = msgspec.field(default_factory=dict)
+    filters: dict[str, tuple[Operator, ...]] = msgspec.field(default_factory=dict)
+    """Filters on the columns the service owns (``id`` and the timestamps), e.g. ``{created_at: [gte, lt]}``."""
 
     @property
     def read_columns(self) -> tuple[str, ...]:

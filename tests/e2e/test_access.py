@@ -16,9 +16,9 @@ import pytest
 from litestar.testing import TestClient
 
 from flux_dao.config import Exposure, Settings
-from flux_dao.migrations import upgrade
-from flux_dao.web.app import create_app
-from flux_dao.web.keys import KeysFileError
+from flux_dao.http.app import create_app
+from flux_dao.http.keys import KeysFileError
+from flux_dao.store.migrations import upgrade
 from tests.conftest import API_KEY, KEY_HEADER, make_settings
 from tests.factories import API
 from tests.live import live_server
@@ -339,7 +339,7 @@ def test_openapi_documents_the_access_problems(scoped):
 def test_serve_refuses_to_start_on_an_invalid_keys_file(tmp_path):
     from click.testing import CliRunner
 
-    from flux_dao.cli import main
+    from flux_dao.ops.cli import main
 
     path = tmp_path / "keys.yaml"
     path.write_text("scheduler:\n  key: k1\n  scopes: [chores:read]\n")

@@ -14,8 +14,8 @@ from litestar.testing import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from flux_dao.cli import main
-from flux_dao.web.app import create_app
+from flux_dao.http.app import create_app
+from flux_dao.ops.cli import main
 from tests import factories
 from tests.conftest import API_KEY, BACKENDS, KEY_HEADER, PG_DSN, make_settings, run_sql, sql_uuid
 

@@ -9,8 +9,8 @@ import pytest
 from litestar.testing import TestClient
 
 from flux_dao.config import Settings, parse_api_keys
-from flux_dao.migrations import make_migration, upgrade
-from flux_dao.web.app import create_app
+from flux_dao.http.app import create_app
+from flux_dao.store.migrations import make_migration, upgrade
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, make_settings, run_sql
 from tests.factories import API

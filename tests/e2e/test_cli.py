@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from flux_dao import __version__
-from flux_dao.cli import main
-from flux_dao.migrations import migration_heads
+from flux_dao.ops.cli import main
+from flux_dao.store.migrations import migration_heads
 from tests.conftest import run_sql
 from tests.live import free_port, live_server, start_server
 from tests.manifests import PRIORITY, project_copy
@@ -21,9 +21,10 @@ from tests.manifests import PRIORITY, project_copy
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "resources.yaml"
 FLUX_DAO = Path(sys.executable).parent / "flux-dao"
-COMMANDS = ["serve", "migrate", "makemigrations", "check", "openapi", "migrations"]
-HEAD = "824be8037c25"
-PREVIOUS = "c9f00535a8ea"
+COMMANDS = ["serve", "migrate", "makemigrations", "check", "explain", "openapi", "migrations"]
+HEAD = "bf8d449ad1fe"
+PREVIOUS = "824be8037c25"
+FIRST = "c9f00535a8ea"
 
 GOOD_PREFIX = """\
 version: 1
@@ -434,9 +435,9 @@ def test_migrations_current_history_and_downgrade(tmp_path: Path) -> None:
     cli("migrate")
     assert cli("migrations", "current").stdout.strip() == f"{HEAD} (head)"
     history = cli("migrations", "history").stdout.splitlines()
-    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS]
+    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS, FIRST]
     assert history[0].endswith("(head, current)")
-    assert "the six flux resources" in history[1]
+    assert "the six flux resources" in history[2]
     assert "current" not in history[1]
 
     moved = cli("migrations", "downgrade", PREVIOUS, "--yes")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from flux_dao.generator.names import struct_name
 from flux_dao.manifest import load_manifest
+from flux_dao.manifest.names import struct_name
 from tests import factories
 from tests.conftest import MANIFEST
 from tests.factories import API

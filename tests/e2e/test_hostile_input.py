@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flux_dao.repository.repository import MAX_JSON_DEPTH
+from flux_dao.store.repository import MAX_JSON_DEPTH
 from tests import factories
 from tests.factories import API
 from tests.problems import assert_problem
@@ -72,7 +72,9 @@ UUID_FILTERS = {
     ("patterns", "user_id"),
     ("notification-log", "task_id"),
 }
-PAGING = {"skip", "limit", "count"}
+INTEGER_FILTERS = {("tasks", "duration_minutes")}
+NOT_EQUALITY = {"skip", "limit", "count", "sort", "cursor", "fields", "include", "include_limit"}
+"""Paging and shaping parameters; operator filters (``field__op``) and embed filters (``embed.field``) are named so."""
 
 
 def test_every_list_filter_in_the_openapi_document_is_covered_here(client):
@@ -84,14 +86,15 @@ def test_every_list_filter_in_the_openapi_document_is_covered_here(client):
         if "/" in resource or "get" not in operations:
             continue
         for parameter in operations["get"].get("parameters", []):
-            if parameter["in"] != "query" or parameter["name"] in PAGING:
+            name = parameter["name"]
+            if parameter["in"] != "query" or name in NOT_EQUALITY or "__" in name or "." in name:
                 continue
             schema = parameter["schema"]
             variants = schema.get("oneOf") or schema.get("anyOf") or schema.get("allOf") or [schema]
             kind = next(s for s in variants if s.get("type") != "null")
             key = "enum" if "$ref" in kind else "uuid" if kind.get("format") == "uuid" else kind["type"]
             found.setdefault(key, set()).add((resource, parameter["name"]))
-    assert found == {"string": STRING_FILTERS, "enum": ENUM_FILTERS, "uuid": UUID_FILTERS}
+    assert found == {"string": STRING_FILTERS, "enum": ENUM_FILTERS, "uuid": UUID_FILTERS, "integer": INTEGER_FILTERS}
 
 
 # --- SQL-looking and exotic unicode text: stored byte for byte, matched literally ---------------------------------
@@ -240,6 +243,12 @@ def test_integer_at_the_32_bit_bounds_reads_back_equal(client, value):
     goal = factories.goal(client, user["id"], pipeline_order=value)
     assert goal["pipeline_order"] == value
     assert read_back(client, "goals", goal)["pipeline_order"] == value
+
+
+@pytest.mark.parametrize("param", ["duration_minutes", "duration_minutes__gte", "duration_minutes__lt"])
+def test_huge_or_non_integer_filter_values_are_422_naming_the_filter(session_client, param):
+    for value in [*HUGE_INTEGERS, "9" * 5000, "1e400", "1.5", "NaN", "-0x1", "1 ", "", *SQL_LOOKING]:
+        assert_422_naming(session_client.get(f"{API}/tasks", params={param: str(value)}), param)
 
 
 @pytest.mark.parametrize("param", ["skip", "limit"])

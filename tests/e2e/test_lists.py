@@ -5,7 +5,7 @@ import pytest
 from tests import factories
 from tests.factories import API
 
-PAGE_KEYS = {"items", "total", "page", "page_size", "has_next", "has_prev"}
+PAGE_KEYS = {"items", "total", "page", "page_size", "has_next", "has_prev", "next_cursor"}
 
 
 def get_list(client, path, **params):
@@ -43,7 +43,15 @@ def test_list_response_has_exactly_the_page_keys(client):
 
 def test_list_of_empty_table_is_an_empty_first_page(client):
     page = get_list(client, "tasks")
-    assert page == {"items": [], "total": 0, "page": 1, "page_size": 100, "has_next": False, "has_prev": False}
+    assert page == {
+        "items": [],
+        "total": 0,
+        "page": 1,
+        "page_size": 100,
+        "has_next": False,
+        "has_prev": False,
+        "next_cursor": None,
+    }
 
 
 def test_list_without_paging_parameters_starts_at_zero_with_page_size_100(client):

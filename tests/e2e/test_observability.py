@@ -21,8 +21,8 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from flux_dao.config import Exposure
-from flux_dao.web.app import create_app
-from flux_dao.web.plugin import FluxDaoPlugin
+from flux_dao.http.app import create_app
+from flux_dao.http.plugin import FluxDaoPlugin
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, make_settings
 from tests.factories import API

@@ -1,3 +1,4 @@
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,7 +118,7 @@ def test_entity_components_are_named_after_the_entities(doc: dict[str, Any]) -> 
 
 def test_task_page_has_the_list_envelope(doc: dict[str, Any]) -> None:
     page = doc["components"]["schemas"]["TaskPage"]
-    assert set(page["properties"]) == {"items", "total", "page", "page_size", "has_next", "has_prev"}
+    assert set(page["properties"]) == {"items", "total", "page", "page_size", "has_next", "has_prev", "next_cursor"}
     items = page["properties"]["items"]
     assert items["type"] == "array"
     assert items["items"] == {"$ref": "#/components/schemas/Task"}
@@ -126,6 +127,28 @@ def test_task_page_has_the_list_envelope(doc: dict[str, Any]) -> None:
 def test_list_tasks_returns_a_task_page(doc: dict[str, Any]) -> None:
     ok = find_operation(doc, "get", "/api/v1/tasks")["responses"]["200"]
     assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TaskPage"}
+
+
+def test_read_components_carry_their_embeds_as_optional_typed_properties(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    task, user = schemas["Task"], schemas["User"]
+    assert {"goal", "user", "notification_log"} <= set(task["properties"])
+    assert not {"goal", "user", "notification_log"} & set(task["required"])
+    refs = json.dumps(task["properties"]["goal"])
+    assert '"#/components/schemas/Goal"' in refs
+    assert '"null"' in refs
+    assert '"#/components/schemas/Task"' in json.dumps(user["properties"]["tasks"])
+
+
+def test_list_documents_every_operator_parameter_with_its_type(doc: dict[str, Any]) -> None:
+    parameters = {p["name"]: p for p in find_operation(doc, "get", "/api/v1/tasks")["parameters"]}
+    assert parameters["scheduled_at__gte"]["schema"] == {"type": "string", "format": "date-time"}
+    assert parameters["status__in"]["schema"]["items"] == {"$ref": "#/components/schemas/TaskStatus"}
+    assert parameters["goal_id__isnull"]["schema"] == {"type": "boolean"}
+    assert parameters["notification_log.channel"]["schema"] == {"$ref": "#/components/schemas/NotificationLogChannel"}
+    for name in ("sort", "cursor", "fields", "include", "include_limit", "skip", "limit", "count"):
+        assert parameters[name]["description"], name
+    assert all(p["description"] for p in parameters.values())
 
 
 def test_task_status_is_an_enum_component_with_the_five_statuses(doc: dict[str, Any]) -> None:

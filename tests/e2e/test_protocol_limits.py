@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flux_dao.cli import main
 from flux_dao.config import Settings
+from flux_dao.ops.cli import main
 from tests.live import LiveServer, live_server
 
 HEAD_TIMEOUT = 1.0

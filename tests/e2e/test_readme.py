@@ -46,8 +46,13 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path_factory: pytest.TempPat
         )
     assert ran.returncode == 0, f"stdout:\n{ran.stdout}\nstderr:\n{ran.stderr}"
     lines = [line for line in ran.stdout.splitlines() if line]
-    page, patched, by_range, stats, bulk, unknown, deleted, ready = lines
+    page, queried, embedded, patched, by_range, stats, bulk, unknown, deleted, ready = lines
     assert [t["title"] for t in json.loads(page)["items"]] == ["Run"]
+    [task] = json.loads(queried)["items"]
+    assert set(task) == {"id", "title", "goal"}
+    assert task["goal"] is None
+    user = json.loads(embedded)
+    assert [t["title"] for t in user["tasks"]] == ["Run"]
     assert json.loads(patched)["status"] == "done"
     assert [t["title"] for t in json.loads(by_range)] == ["Run"]
     statistics = json.loads(stats)

@@ -2,8 +2,8 @@
 
 from litestar.testing import TestClient
 
-from flux_dao.migrations import make_migration, upgrade
-from flux_dao.web.app import create_app
+from flux_dao.http.app import create_app
+from flux_dao.store.migrations import make_migration, upgrade
 from tests.conftest import API_KEY, KEY_HEADER, make_settings
 
 MANIFEST = """

@@ -32,7 +32,7 @@ Deliberate choices that schemathesis would otherwise report (settings in ``tests
   only the parameters the document declares, so nothing needed turning off for them.
 - Query parameters are converted leniently by design (``?limit=5`` is the integer 5: a query string has no other
   way to carry one); JSON bodies are strict (``"5"`` for an integer field is a 422), see
-  ``flux_dao/generator/bodies.py``.
+  ``flux_dao/http/bodies.py``.
 """
 
 import json

@@ -29,8 +29,8 @@ import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
-from flux_dao.migrations import upgrade
-from flux_dao.web.plugin import FluxDaoPlugin
+from flux_dao.http.plugin import FluxDaoPlugin
+from flux_dao.store.migrations import upgrade
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, PG_DSN, make_settings
 from tests.faultproxy import FaultProxy

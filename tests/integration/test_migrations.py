@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from flux_dao.config import Settings
-from flux_dao.drift import harmless_in_database
-from flux_dao.migrations import (
+from flux_dao.store.drift import harmless_in_database
+from flux_dao.store.migrations import (
     compare_server_default,
     downgrade,
     head_drift,
@@ -100,7 +100,7 @@ def test_service_is_ready_after_upgrade(client: Any, settings: Settings) -> None
 
 
 def test_the_project_migration_folder_holds_the_files_flux_dao_writes():
-    from flux_dao.migrations import ENV_PY, SCRIPT_MAKO
+    from flux_dao.store.migrations import ENV_PY, SCRIPT_MAKO
 
     folder = ROOT / "migrations"
     assert (folder / "env.py").read_text() == ENV_PY

@@ -9,9 +9,10 @@ import asyncpg
 import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-from flux_dao.generator import build_resources
 from flux_dao.manifest import load_manifest
-from flux_dao.repository.compiler import ResourceStatements
+from flux_dao.query.compiler import ResourceStatements
+from flux_dao.query.plans import Condition, ListPlan
+from flux_dao.schema import build_resources
 from tests.conftest import MANIFEST
 
 pytestmark = pytest.mark.postgres
@@ -31,7 +32,7 @@ ANALYZE users; ANALYZE tasks;
 def plans(pg_database: str) -> dict[str, str]:
     """EXPLAIN output of the three queries, run against a seeded copy of the schema."""
     from flux_dao.config import DatabaseSettings, Settings
-    from flux_dao.migrations import upgrade
+    from flux_dao.store.migrations import upgrade
 
     upgrade(Settings(database=DatabaseSettings(url=pg_database), manifest_path=MANIFEST))
     tasks = next(r for r in build_resources(load_manifest(MANIFEST)).items if r.entity.name == "tasks")
@@ -46,10 +47,11 @@ def plans(pg_database: str) -> dict[str, str]:
             await conn.execute("TRUNCATE notification_log, tasks, users CASCADE")
             await conn.execute(SEED)
             user_id = await conn.fetchval("SELECT id FROM users LIMIT 1")
+            by_user = (Condition("user_id", "eq", user_id),)
             window = {"start": _ts("2030-01-02"), "end": _ts("2030-01-03")}
             cases: dict[str, tuple[Any, dict[str, Any]]] = {
-                "list": (statements.list(("user_id",)), {"f_user_id": user_id, "limit": 20, "offset": 0}),
-                "count": (statements.count(("user_id",)), {"f_user_id": user_id}),
+                "list": (statements.rows(ListPlan(conditions=by_user)), {"c0": user_id, "limit": 20, "offset": 0}),
+                "count": (statements.count(by_user), {"c0": user_id}),
                 "by-timerange": (
                     statements.time_range("by-timerange", queries["by-timerange"]),
                     {"f_user_id": user_id, **window},

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from flux_dao.errors import DatabaseUnavailableError
-from flux_dao.repository import BulkUpdatePlan
-from flux_dao.web.app import create_app
-from flux_dao.web.plugin import FluxDaoPlugin
+from flux_dao.http.app import create_app
+from flux_dao.http.plugin import FluxDaoPlugin
+from flux_dao.query import BulkUpdatePlan
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, PG_DSN, _pg_admin, make_settings
 from tests.factories import API

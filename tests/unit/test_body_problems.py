@@ -5,7 +5,7 @@ from typing import Annotated
 import msgspec
 import pytest
 
-from flux_dao.generator.body_problems import BodyFields, decode_locating_out_of_range, is_out_of_range, unlocated
+from flux_dao.http.body_problems import BodyFields, decode_locating_out_of_range, is_out_of_range, unlocated
 
 Task = msgspec.defstruct(
     "Task",

@@ -4,7 +4,7 @@ import asyncpg
 import asyncpg.exceptions
 import pytest
 
-from flux_dao.db import connection_broken, statement_unsent
+from flux_dao.store.db import connection_broken, statement_unsent
 
 BROKEN = [
     asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from flux_dao import config
-from flux_dao.cli import main
+from flux_dao.ops.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

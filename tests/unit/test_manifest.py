@@ -5,9 +5,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from flux_dao.errors import ManifestError
-from flux_dao.generator import build_resources
 from flux_dao.manifest import load_manifest, parse_manifest
-from flux_dao.repository.compiler import ResourceStatements
+from flux_dao.query.compiler import ResourceStatements
+from flux_dao.query.plans import Condition, ListPlan
+from flux_dao.schema import build_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "m.yaml"
@@ -194,8 +195,8 @@ def postgres_sql(stmt: sa.ClauseElement) -> str:
 
 
 def test_task_list_filters_orders_and_pages(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["tasks"].list(("user_id",)))
-    assert "WHERE tasks.user_id = %(f_user_id)s" in sql
+    sql = postgres_sql(statements["tasks"].rows(ListPlan(conditions=(Condition("user_id", "eq", None),))))
+    assert "WHERE tasks.user_id = %(c0)s" in sql
     assert "ORDER BY tasks.created_at DESC, tasks.id DESC" in sql
     assert "LIMIT %(limit)s" in sql
     assert "OFFSET %(offset)s" in sql
@@ -203,7 +204,7 @@ def test_task_list_filters_orders_and_pages(statements: dict[str, ResourceStatem
 
 
 def test_task_list_selects_every_read_column(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["tasks"].list(()))
+    sql = postgres_sql(statements["tasks"].rows(ListPlan()))
     select = sql.split(" FROM ")[0]
     for column in ("tasks.id", "tasks.user_id", "tasks.status", "tasks.shared_with_goal_ids", "tasks.created_at"):
         assert column in select
@@ -211,20 +212,20 @@ def test_task_list_selects_every_read_column(statements: dict[str, ResourceState
 
 
 def test_notification_log_list_orders_nulls_last(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["notification_log"].list(()))
+    sql = postgres_sql(statements["notification_log"].rows(ListPlan()))
     assert "ORDER BY notification_log.sent_at DESC NULLS LAST, notification_log.id DESC" in sql
 
 
 def test_patterns_list_orders_by_updated_at(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["patterns"].list(()))
+    sql = postgres_sql(statements["patterns"].rows(ListPlan()))
     assert "ORDER BY patterns.updated_at DESC, patterns.id DESC" in sql
 
 
 def test_count_uses_the_same_filter_without_paging(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["tasks"].count(("user_id", "status")))
+    sql = postgres_sql(statements["tasks"].count((Condition("user_id", "eq", None), Condition("status", "eq", None))))
     assert "count(*)" in sql
-    assert "tasks.user_id = %(f_user_id)s" in sql
-    assert "tasks.status = %(f_status)s" in sql
+    assert "tasks.user_id = %(c0)s" in sql
+    assert "tasks.status = %(c1)s" in sql
     assert "LIMIT" not in sql
     assert "ORDER BY" not in sql
 

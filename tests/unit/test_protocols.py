@@ -5,7 +5,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from flux_dao.config import HttpParser
-from flux_dao.web.protocols import http_protocol
+from flux_dao.http.protocols import http_protocol
 
 
 @pytest.mark.parametrize(

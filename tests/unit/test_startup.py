@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from flux_dao import __version__
-from flux_dao.cli import log_format_for
 from flux_dao.config import DatabaseSettings, Exposure, Settings
-from flux_dao.db import connect_failure
 from flux_dao.logs import TextFormatter, logging_config
-from flux_dao.startup import startup_summary
+from flux_dao.ops.cli import log_format_for
+from flux_dao.ops.startup import startup_summary
+from flux_dao.store.db import connect_failure
 
 SECRET = "s3cr3t-pw"
 PG = DatabaseSettings(url=f"postgresql://flux:{SECRET}@db.internal:5999/flux", connect_timeout=2.5)

@@ -1,0 +1,348 @@
+"""Operations: one outermost ASGI wrapper for the request log, ``X-Request-ID`` and the Prometheus metrics.
+
+The wrapper sits around Litestar's whole ASGI handler (``create_app`` installs it), not in Litestar's middleware
+stack: Litestar runs app-level middleware per route, after routing, so it never sees a 404 for an unknown path or a
+405, and it would sit inside the API router's access check. Around the handler it sees every HTTP request and every
+answer, the 401/403/429 of the access check and the 404 of the router included.
+
+Per request it:
+
+- takes the client's ``X-Request-ID`` if it is 1-128 characters of ``A-Za-z0-9._:/+=-``, else makes one (32 random hex
+  digits), and echoes it on the response; problem+json bodies carry it as ``request_id`` and every log line written
+  while the request runs has it;
+- counts the request and its duration by route *template* (``/api/v1/tasks/{task_id}``; ``<unmatched>`` when no
+  route matched the path and method), method and status, and each problem+json answer by problem type;
+- writes one log line (logger ``flux_dao.access``, INFO): method, route, path (no query string), status,
+  duration_ms, key_name (the name of the service key the access check accepted, never the key), request_id,
+  client (peer address), and problem (the problem type, on errors). Request bodies and headers are never logged.
+
+Metrics (``GET /metrics``, Prometheus text format; who may read it: ``FLUX_DAO_METRICS``):
+``flux_dao_http_requests_total`` and ``flux_dao_http_request_duration_seconds`` {route, method, status},
+``flux_dao_problems_total`` {type}, and the database pool: ``flux_dao_db_pool_connections`` (open),
+``flux_dao_db_pool_in_use``, ``flux_dao_db_pool_max`` and, on PostgreSQL, ``flux_dao_db_pool_waiting`` (requests
+waiting for a connection). With ``--workers N > 1`` ``flux-dao serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+folder and every figure is the sum over the live workers, whichever worker answers the scrape; each worker refreshes
+its pool gauges once a second (the worker answering refreshes its own first).
+"""
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from time import perf_counter
+from typing import Any, Final
+
+import msgspec
+from litestar import Response, get
+from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Middleware, Receive, Scope, Send
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+from flux_dao.config import Exposure, Settings
+from flux_dao.http.auth import KEY_NAME_STATE
+from flux_dao.http.context import RequestInfo, current_request
+from flux_dao.http.problems import PROBLEM_MEDIA_TYPE, problem_body
+from flux_dao.logs import FIELDS_ATTR, REQUEST_ID
+from flux_dao.store.db import Database
+
+__all__ = (
+    "REQUEST_ID_HEADER",
+    "UNMATCHED_ROUTE",
+    "Metrics",
+    "Observability",
+    "share_metrics",
+)
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+UNMATCHED_ROUTE: Final = "<unmatched>"
+"""The ``route`` label of requests no route matched (unknown path, or a method the path does not have)."""
+ACCESS_LOGGER: Final = "flux_dao.access"
+
+_REQUEST_ID_HEADER: Final = REQUEST_ID_HEADER.lower().encode("latin-1")
+_VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}").fullmatch
+"""UUIDs, hex, base64 and dotted or colon-separated trace ids; no spaces or controls that could forge log fields."""
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_POOL_REFRESH_SECONDS: Final = 1.0
+_MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+_METRICS_MEDIA_TYPE: Final = CONTENT_TYPE_LATEST.split("; charset=")[0]
+"""Prometheus' content type without its charset: Litestar adds ``; charset=utf-8`` to every ``text/`` type."""
+
+_access_log = logging.getLogger(ACCESS_LOGGER)
+_logger = logging.getLogger(__name__)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they double the exposition and no dashboard reads them
+
+
+class Metrics:
+    """This app's Prometheus metrics, in their own registry (or, with several workers, in the shared folder)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.multiprocess = bool(os.environ.get(_MULTIPROC_ENV))
+        self.registry = CollectorRegistry()
+        labels = ("route", "method", "status")
+        self.requests = Counter(
+            "flux_dao_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "flux_dao_http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route template, method and status.",
+            labels,
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.problems = Counter(
+            "flux_dao_problems",
+            "problem+json responses, by problem type (the slug of urn:flux-dao:problem:<type>).",
+            ("type",),
+            registry=self.registry,
+        )
+        self.pool_connections = self._gauge("flux_dao_db_pool_connections", "Open database connections.")
+        self.pool_in_use = self._gauge("flux_dao_db_pool_in_use", "Database connections serving a request.")
+        self.pool_max = self._gauge("flux_dao_db_pool_max", "Most database connections the pool opens (DB_POOL_SIZE).")
+        self.pool_waiting = (
+            self._gauge("flux_dao_db_pool_waiting", "Requests waiting for a database connection.")
+            if db.is_postgres
+            else None
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _gauge(self, name: str, documentation: str) -> Gauge:
+        # livesum: with several workers, the sum over the workers alive (a stopped worker removes its figures)
+        return Gauge(name, documentation, multiprocess_mode="livesum", registry=self.registry)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            values = (route, method, str(status))
+            children = self._children[key] = (self.requests.labels(*values), self.duration.labels(*values))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def refresh_pool(self) -> None:
+        """Read this worker's pool into the pool gauges."""
+        stats = self.db.pool_stats()
+        self.pool_connections.set(stats.connections)
+        self.pool_in_use.set(stats.in_use)
+        self.pool_max.set(stats.max_size)
+        if self.pool_waiting is not None:
+            self.pool_waiting.set(stats.waiting or 0)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition: this worker's figures, or every worker's with several."""
+        self.refresh_pool()
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+class _ObservabilityMiddleware:
+    """The outermost ASGI wrapper: request id, metrics, one log line per request."""
+
+    __slots__ = ("app", "metrics")
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        path = scope["path"]  # as asked: routing rewrites it (trailing slash, root path)
+        request_id = _request_id(scope["headers"])
+        header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        status = 0  # 0 until the response starts; if the app fails before answering, the server answers 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        info = RequestInfo(request_id)
+        token = current_request.set(info)
+        id_token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if status:
+                raise
+            await _answer_cut_off(send_with_id, info)
+        finally:
+            status = status or 500
+            seconds = perf_counter() - start
+            REQUEST_ID.reset(id_token)
+            current_request.reset(token)
+            route = scope.get("path_template")
+            method: str = scope["method"]
+            if method not in _METHODS:
+                method = "OTHER"
+            self.metrics.observe(route or UNMATCHED_ROUTE, method, status, seconds)
+            if info.problem is not None:
+                self.metrics.problems.labels(info.problem).inc()
+            if _access_log.isEnabledFor(logging.INFO):
+                _log_request(scope, path, route, method, status, seconds, info)
+
+
+async def _answer_cut_off(send: Send, info: RequestInfo) -> None:
+    """Answer a request the server cancelled (the shutdown grace period ran out) with a 503 problem.
+
+    Without this the server answers a bare text 500. The statement running is cancelled with the request (see
+    ``flux_dao.store.db``), but the cancellation may come after a write committed, so the problem says a read may be
+    retried and a write's outcome is unknown, as for any 503 on a write.
+    """
+    info.problem = "shutting-down"
+    detail = (
+        "The service is shutting down and stopped this request before answering it: a read may be retried; "
+        "a write may or may not have been applied, so read before retrying it."
+    )
+    body = msgspec.json.encode(problem_body("shutting-down", detail, request_id=info.request_id))
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 503,
+        "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"retry-after", b"1")],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    _logger.warning("request %s stopped by the shutdown: the grace period ran out", info.request_id)
+
+
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == _REQUEST_ID_HEADER:
+            if _VALID_REQUEST_ID(value):
+                return value.decode("ascii")
+            break
+    return os.urandom(16).hex()  # as random as a uuid4's hex, at a fifth of the cost
+
+
+def _log_request(
+    scope: Scope, path: str, route: str | None, method: str, status: int, seconds: float, info: RequestInfo
+) -> None:
+    client = scope.get("client")
+    state = scope.get("state")
+    fields = {
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "key_name": state.get(KEY_NAME_STATE) if state else None,
+        "request_id": info.request_id,
+        "client": client[0] if client else None,
+        "problem": info.problem,
+    }
+    # makeRecord + handle: the fields are known, so skip logging's search of the stack for the caller
+    record = _access_log.makeRecord(
+        ACCESS_LOGGER,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %d",
+        (method, path, status),
+        None,
+        extra={FIELDS_ATTR: fields},
+    )
+    _access_log.handle(record)
+
+
+class Observability:
+    """Metrics, the ``/metrics`` route and the request wrapper of one app (one per worker)."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.metrics = Metrics(db)
+        self._refresher: asyncio.Task[None] | None = None
+
+    def route_handlers(self, middleware: Sequence[Middleware] = ()) -> list[HTTPRouteHandler]:
+        """``GET /metrics`` behind ``middleware`` (the exposure check); none when metrics are off."""
+        if self.settings.metrics is Exposure.OFF:
+            return []
+        metrics = self.metrics
+
+        @get(
+            "/metrics",
+            operation_id="metrics",
+            tags=["operations"],
+            summary="Prometheus metrics (text exposition format).",
+            include_in_schema=False,
+            middleware=list(middleware),
+        )
+        async def metrics_endpoint() -> Response[bytes]:
+            return Response(metrics.render(), media_type=_METRICS_MEDIA_TYPE)
+
+        return [metrics_endpoint]
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """``app`` (Litestar's ASGI handler) inside the request-id, metrics and request-log wrapper."""
+        return _ObservabilityMiddleware(app, self.metrics)
+
+    async def start(self) -> None:
+        """With several workers, refresh this worker's pool gauges in the shared folder once a second."""
+        if self.metrics.multiprocess and self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_pool_forever())
+
+    async def stop(self) -> None:
+        """Stop refreshing; with several workers, take this worker's gauges out of the shared folder."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        if self.metrics.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    async def _refresh_pool_forever(self) -> None:
+        while True:
+            try:
+                self.metrics.refresh_pool()
+            except Exception:  # a failed refresh must not end the refreshing (the gauges would freeze)
+                _logger.exception("could not refresh the pool gauges")
+            await asyncio.sleep(_POOL_REFRESH_SECONDS)
+
+
+def share_metrics(workers: int) -> str | None:
+    """Before uvicorn starts ``workers`` > 1 processes: give them one metrics folder, removed when this process exits.
+
+    Every worker then writes its figures there and ``/metrics`` sums them, whichever worker answers. A
+    ``PROMETHEUS_MULTIPROC_DIR`` set by the operator is used as it is, with any number of workers (created if
+    missing, never removed: empty it between runs). Returns the folder, or None when the figures stay in-process.
+    """
+    folder = os.environ.get(_MULTIPROC_ENV)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    elif workers > 1:
+        folder = tempfile.mkdtemp(prefix="flux-dao-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ[_MULTIPROC_ENV] = folder  # the workers inherit it
+    else:
+        return None
+    _logger.info("metrics of the %d worker(s) are summed through %s", workers, folder)
+    return folder

@@ -1,0 +1,149 @@
+"""The OpenAPI document: 3.1, named components, the service-key scheme, and problem+json errors only.
+
+Browsable at ``/schema`` (``/docs`` redirects there) with Swagger UI, whose files come from the
+``swagger-ui-bundle-v2`` package and are served under ``/schema/assets``: the page loads nothing from outside the
+service, so the docs work offline and behind a firewall.
+"""
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final
+
+from litestar import Router, get
+from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, OpenAPIResponse, OpenAPIType, Operation, Parameter, Schema, SecurityScheme
+from litestar.params import FromPath
+from litestar.response import File, Redirect
+from swagger_ui_bundle import swagger_ui_path
+
+from flux_dao.http.auth import SERVICE_KEY_HEADER
+
+__all__ = ("DOCS_PATH", "SCHEMA_PATH", "SECURITY_SCHEME", "FluxOperation", "docs_redirect", "openapi_config")
+
+SECURITY_SCHEME: Final = "ServiceKey"
+SCHEMA_PATH: Final = "/schema"
+"""The docs UI, with the document at ``/schema/openapi.json`` (and ``.yaml``)."""
+DOCS_PATH: Final = "/docs"
+"""A short, conventional address that redirects to the docs UI."""
+_ASSETS: Final = f"{SCHEMA_PATH}/assets"
+_ASSET_TYPES: Final = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui-standalone-preset.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+"""The files the docs page loads, and only those: the bundle's folder also holds a demo page that loads an example
+API from the internet."""
+
+
+_ACCESS_RESPONSES: Final = {
+    "403": "The service key lacks the scope this operation needs (named in `scope`).",
+    "429": "Over the key's request rate (FLUX_DAO_RATE_LIMIT); retry after the Retry-After delay.",
+}
+
+
+@dataclass
+class FluxOperation(Operation):
+    """An operation without Litestar's automatic 400 response, and with the access problems of the key check.
+
+    flux-dao answers every validation failure with a 422 problem (declared per operation); the automatic 400 entry
+    would document a status the service never sends, with a schema generated clients cannot parse. Every operation
+    behind the key check (it declares 401) can also answer 403 (scope) and 429 (rate limit), with the same problem
+    body as its 401. An optional query parameter is documented without the ``null`` alternative Litestar derives
+    from ``X | None``: it is left out, never sent as null (``?goal_id=null`` is a 422), and a generated client that
+    accepted None would drop it, silently turning a filter off.
+    """
+
+    extra_parameters: ClassVar[tuple[Parameter, ...]] = ()
+    """Parameters the handler parses itself (``flux_dao.http.request``), documented beside Litestar's own."""
+
+    def __post_init__(self) -> None:
+        if self.extra_parameters:
+            self.parameters = [*(self.parameters or []), *self.extra_parameters]
+        if self.parameters:
+            self.parameters = [_not_null(p) if isinstance(p, Parameter) else p for p in self.parameters]
+        if not self.responses:
+            return
+        self.responses.pop("400", None)
+        unauthorized = self.responses.get("401")
+        if isinstance(unauthorized, OpenAPIResponse):
+            for status, description in _ACCESS_RESPONSES.items():
+                self.responses.setdefault(status, replace(unauthorized, description=description))
+
+
+def _not_null(parameter: Parameter) -> Parameter:
+    schema = parameter.schema
+    if parameter.required or not isinstance(schema, Schema) or not schema.one_of:
+        return parameter
+    kept = [s for s in schema.one_of if not (isinstance(s, Schema) and s.type == OpenAPIType.NULL)]
+    if len(kept) != 1 or len(kept) == len(schema.one_of):
+        return parameter
+    only = kept[0]
+    if isinstance(only, Schema):
+        only = replace(only, description=schema.description)
+    return replace(parameter, schema=only)
+
+
+def _swagger_ui() -> SwaggerRenderPlugin:
+    """Swagger UI at the root of ``/schema``, every file it loads (scripts, styles, favicon) from ``/schema/assets``."""
+    return SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{_ASSETS}/favicon-32x32.png'>",
+    )
+
+
+def docs_redirect(middleware: list[Any] | None = None) -> HTTPRouteHandler:
+    """``GET /docs``: a redirect to the docs UI, behind the same ``middleware`` (the docs exposure) as ``/schema``."""
+
+    @get(DOCS_PATH, include_in_schema=False, middleware=middleware or [], sync_to_thread=False)
+    def docs() -> Redirect:
+        return Redirect(SCHEMA_PATH)
+
+    return docs
+
+
+@get(f"{_ASSETS.removeprefix(SCHEMA_PATH)}/{{name:str}}", include_in_schema=False, sync_to_thread=False)
+def _asset(name: FromPath[str]) -> File:
+    """One file of the docs page, from the installed Swagger UI bundle (cached by browsers for a day)."""
+    media_type = _ASSET_TYPES.get(name)
+    if media_type is None:
+        msg = f"No docs asset {name!r}."
+        raise NotFoundException(msg)
+    return File(
+        path=f"{swagger_ui_path}/{name}",
+        media_type=media_type,
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+def openapi_config(version: str, middleware: list[Any] | None = None) -> OpenAPIConfig:
+    """Served at ``/schema`` (browsable) and ``/schema/openapi.json``, behind ``middleware`` (the docs exposure)."""
+    return OpenAPIConfig(
+        title="flux-dao",
+        version=version,
+        openapi_router=Router(
+            SCHEMA_PATH, route_handlers=[_asset], middleware=middleware or [], include_in_schema=False
+        ),
+        render_plugins=[_swagger_ui(), YamlRenderPlugin()],
+        description="Canonical data for Flux's agents: users, goals, tasks, conversations, patterns and the "
+        "notification log. Every /api/v1 route needs the `X-Flux-Service-Key` header; errors are RFC 9457 "
+        "problem documents.",
+        use_handler_docstrings=False,
+        create_examples=False,
+        components=Components(
+            security_schemes={
+                SECURITY_SCHEME: SecurityScheme(
+                    type="apiKey",
+                    name=SERVICE_KEY_HEADER,
+                    security_scheme_in="header",
+                    description="A key from SERVICE_API_KEYS (full access) or FLUX_DAO_KEYS_FILE (scoped).",
+                )
+            }
+        ),
+    )

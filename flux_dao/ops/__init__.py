@@ -1,0 +1,1 @@
+"""Running the service: the command line, the start-up summary and diagnostics."""

@@ -1,0 +1,216 @@
+"""Plan -> SQLAlchemy Core statement, built once per shape and cached.
+
+Every statement takes its values as bound parameters (``:row_id``, ``:c0``, ``:limit``...), so a statement object
+is built once per resource and shape (the fields and operators filtered, the order, whether a cursor is given) and
+the databases' prepared-statement caches do the rest. Column lists follow ``read_columns`` so each row maps
+positionally onto the Read struct.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import Select, Update
+
+from flux_dao.manifest.columns import ColumnInfo, columns, default_order
+from flux_dao.manifest.relations import Embed
+from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
+from flux_dao.query.conditions import after, condition_params, conditions, order_by
+from flux_dao.query.plans import Condition, ListPlan
+
+__all__ = ("MAX_CACHED_SHAPES", "ResourceStatements")
+
+MAX_CACHED_SHAPES: Final = 256
+"""Bound on cached statements of each kind per resource (one per shape a client sends)."""
+
+
+class ResourceStatements:
+    """The statements of one resource."""
+
+    def __init__(self, entity: EntitySpec, table: sa.Table, *, postgres: bool = False) -> None:
+        self.entity = entity
+        self.postgres = postgres
+        self.table = table
+        self.info: dict[str, ColumnInfo] = columns(entity)
+        self.columns = tuple(table.c[name] for name in entity.read_columns)
+        self.touches_updated_at = "updated_at" in entity.timestamps
+        pk = table.c.id
+        self.get: Select[Any] = sa.select(*self.columns).where(pk == sa.bindparam("row_id"))
+        self.insert = sa.insert(table).returning(*self.columns)
+        self.delete: Any = sa.delete(table).where(pk == sa.bindparam("row_id")).returning(pk)
+        self.default_order = default_order(entity)
+        self._lists: dict[Any, Select[Any]] = {}
+        self._counts: dict[Any, Select[Any]] = {}
+        self._updates: dict[tuple[str, ...], Update] = {}
+        self._queries: dict[Any, Any] = {}
+        self._embeds: dict[Any, Select[Any]] = {}
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    def params(self, items: Sequence[Condition]) -> dict[str, Any]:
+        """The bound values of ``items``, as ``where`` names them."""
+        return condition_params(items, self.info, postgres=self.postgres)
+
+    def where(self, items: Sequence[Condition]) -> list[Any]:
+        """The WHERE expressions of ``items``."""
+        return conditions(self.table, items, self.info, postgres=self.postgres)
+
+    def rows(self, plan: ListPlan) -> Select[Any]:
+        """``SELECT ... WHERE <conditions> [AND <after the cursor>] ORDER BY ... LIMIT :limit OFFSET :offset``."""
+        key = (plan.shape, None if plan.after is None else tuple(v is None for v in plan.after))
+        stmt = self._lists.get(key)
+        if stmt is None:
+            order = plan.order or self.default_order
+            where = self.where(plan.conditions)
+            if plan.after is not None:
+                where.append(after(self.table, order, self.info, plan.after))
+            stmt = (
+                sa.select(*self.columns)
+                .where(*where)
+                .order_by(*order_by(self.table, order, self.info))
+                .limit(sa.bindparam("limit", type_=sa.Integer))
+                .offset(sa.bindparam("offset", type_=sa.Integer))
+            )
+            self._remember(self._lists, key, stmt)
+        return stmt
+
+    def count(self, items: Sequence[Condition]) -> Select[Any]:
+        """The filtered total, run only when a list needs it."""
+        key = tuple(c.shape for c in items)
+        stmt = self._counts.get(key)
+        if stmt is None:
+            stmt = sa.select(sa.func.count()).select_from(self.table).where(*self.where(items))
+            self._remember(self._counts, key, stmt)
+        return stmt
+
+    def embed(self, embed: Embed, child: "ResourceStatements", items: Sequence[Condition]) -> Select[Any]:
+        """The rows ``embed`` adds to a set of parents (``:parent_ids``), in one statement whatever their number.
+
+        To-one: the parents' referenced rows by id. To-many: each parent's first ``:per_parent`` children in the
+        child's default order and matching ``items``: a LATERAL subquery per parent on PostgreSQL (an index on the
+        reference seeks each parent's first rows), a ``row_number()`` window on SQLite.
+        """
+        key = (embed.name, tuple(c.shape for c in items))
+        stmt = self._embeds.get(key)
+        if stmt is None:
+            stmt = child.to_one() if not embed.many else child.to_many(embed.via, items)
+            self._remember(self._embeds, key, stmt)
+        return stmt
+
+    def to_one(self) -> Select[Any]:
+        """Rows whose id is among ``:parent_ids``."""
+        return sa.select(*self.columns).where(self._among(self.table.c.id))
+
+    def to_many(self, via: str, items: Sequence[Condition]) -> Select[Any]:
+        """Up to ``:per_parent`` rows per ``via`` value among ``:parent_ids``, in the default order."""
+        order = order_by(self.table, self.default_order, self.info)
+        limit = sa.bindparam("per_parent", type_=sa.Integer)
+        reference = self.table.c[via]
+        if self.postgres:
+            parents = sa.func.unnest(sa.bindparam("parent_ids", type_=postgresql.ARRAY(reference.type)))
+            parent = parents.table_valued("parent_id").render_derived()
+            rows = (
+                sa.select(*self.columns)
+                .where(reference == parent.c.parent_id, *self.where(items))
+                .order_by(*order)
+                .limit(limit)
+                .lateral("children")
+            )
+            return (
+                sa.select(*(rows.c[name] for name in self.entity.read_columns))
+                .select_from(parent)
+                .join(rows, sa.true())
+            )
+        rank = sa.func.row_number().over(partition_by=reference, order_by=order).label("rank")
+        ranked = sa.select(*self.columns, rank).where(self._among(reference), *self.where(items)).subquery("ranked")
+        return (
+            sa.select(*(ranked.c[name] for name in self.entity.read_columns))
+            .where(ranked.c.rank <= limit)
+            .order_by(ranked.c.rank)
+        )
+
+    def _among(self, column: sa.Column[Any]) -> Any:
+        if self.postgres:
+            return column == sa.any_(sa.bindparam("parent_ids", type_=postgresql.ARRAY(column.type)))
+        return column.in_(sa.bindparam("parent_ids", expanding=True, type_=column.type))
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    def update(self, fields: tuple[str, ...]) -> Update:
+        """``UPDATE ... SET field = :v_field ... WHERE id = :row_id RETURNING ...`` for the fields a PATCH sends."""
+        stmt = self._updates.get(fields)
+        if stmt is None:
+            values = {name: sa.bindparam("v_" + name, type_=self.table.c[name].type) for name in fields}
+            if self.touches_updated_at:
+                values["updated_at"] = sa.bindparam("v_updated_at", type_=self.table.c.updated_at.type)
+            stmt = (
+                sa.update(self.table)
+                .where(self.table.c.id == sa.bindparam("row_id"))
+                .values(values)
+                .returning(*self.columns)
+            )
+            self._remember(self._updates, fields, stmt)
+        return stmt
+
+    def time_range(self, name: str, query: TimeRangeQuery, items: Sequence[Condition] = ()) -> Select[Any]:
+        """Rows of a scope with ``:start <= field <= :end`` and the list filters, ascending by field then id."""
+        key = (name, tuple(c.shape for c in items))
+        stmt = self._queries.get(key)
+        if stmt is None:
+            column = self.table.c[query.field]
+            stmt = (
+                sa.select(*self.columns)
+                .where(
+                    *self._where(query.scope),
+                    column >= sa.bindparam("start"),
+                    column <= sa.bindparam("end"),
+                    *self.where(items),
+                )
+                .order_by(column.asc(), self.table.c.id.asc())
+            )
+            self._remember(self._queries, key, stmt)
+        return stmt
+
+    def grouped_count(self, name: str, query: GroupedCountQuery) -> Select[Any]:
+        """``SELECT group, count(*) ... GROUP BY group`` over a scope and an inclusive time window."""
+        stmt = self._queries.get(name)
+        if stmt is None:
+            group = self.table.c[query.group_by]
+            column = self.table.c[query.time_field]
+            stmt = (
+                sa.select(group, sa.func.count())
+                .where(*self._where(query.scope), column >= sa.bindparam("start"), column <= sa.bindparam("end"))
+                .group_by(group)
+            )
+            self._queries[name] = stmt
+        return stmt
+
+    def bulk_update(self, name: str, query: BulkUpdateQuery) -> Update:
+        """``UPDATE ... SET field = :value WHERE id IN (:ids)``: one statement, unknown ids simply match nothing."""
+        stmt = self._queries.get(name)
+        if stmt is None:
+            values: dict[str, Any] = {query.field: sa.bindparam("value", type_=self.table.c[query.field].type)}
+            if self.touches_updated_at:
+                values["updated_at"] = sa.bindparam("v_updated_at", type_=self.table.c.updated_at.type)
+            pk = self.table.c.id
+            if self.postgres:
+                # One array parameter (one prepared statement for any number of ids), and the rows locked in id
+                # order first, so concurrent bulk updates over overlapping ids queue instead of deadlocking.
+                listed = pk == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(pk.type)))
+                locked = sa.select(pk).where(listed).order_by(pk).with_for_update()
+                ids = pk.in_(locked)
+            else:  # SQLite has one writer at a time: no lock order to keep
+                ids = pk.in_(sa.bindparam("ids", expanding=True))
+            stmt = sa.update(self.table).where(ids).values(values)
+            self._queries[name] = stmt
+        return stmt
+
+    def _where(self, fields: Sequence[str], prefix: str = "f_") -> list[Any]:
+        return [self.table.c[name] == sa.bindparam(prefix + name) for name in fields]
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, stmt: Any) -> None:
+        if len(cache) >= MAX_CACHED_SHAPES:
+            cache.pop(next(iter(cache)))
+        cache[key] = stmt

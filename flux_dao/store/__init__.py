@@ -1,0 +1,5 @@
+"""The store: the database connection, the generic repository that runs every plan, and error translation."""
+
+from flux_dao.store.repository import ListResult, ResourceRepository
+
+__all__ = ("ListResult", "ResourceRepository")

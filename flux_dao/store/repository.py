@@ -1,0 +1,399 @@
+"""The one generic repository: every resource's reads and writes, as SQLAlchemy Core statements.
+
+One instance per resource, holding that resource's cached statements. Every operation is one statement on one
+pooled connection (a COUNT is a second one, only when a list needs it); rows map positionally onto the Read struct
+without re-validation. Values are checked for what the databases would refuse differently (out-of-range datetimes,
+NUL characters) before they are sent, and every failure leaves as a ``flux_dao.errors`` value.
+"""
+
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+import msgspec
+from uuid_utils.compat import uuid7
+
+from flux_dao.errors import ConflictError, DatabaseUnavailableError, FieldError, InvalidInputError, NotFoundError
+from flux_dao.manifest.relations import Embed
+from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
+from flux_dao.query.compiler import ResourceStatements
+from flux_dao.query.plans import (
+    WHOLE_ROWS,
+    BulkUpdatePlan,
+    EmbedPlan,
+    GroupedCountPlan,
+    ListPlan,
+    ReadPlan,
+    TimeRangePlan,
+)
+from flux_dao.schema.resources import Catalog
+from flux_dao.store.db import Connection, Database, connection_broken, statement_unsent
+from flux_dao.store.integrity import Violation, classify, diagnose_delete, diagnose_write, refusal
+from flux_dao.types import Row, StructType
+
+__all__ = ("ListResult", "ResourceRepository", "as_utc")
+
+T = TypeVar("T")
+
+WRITE_ATTEMPTS: Final = 3
+"""Tries for a write that hit a deadlock or serialization failure."""
+
+_TEXT_TYPES = frozenset({"string", "enum", "json", "list"})
+
+
+def as_utc(value: datetime, field: str) -> datetime:
+    """Naive datetimes are taken as UTC (as the earlier service's UTC session did); aware ones are converted.
+
+    Raises:
+        InvalidInputError: the instant falls outside the years 1..9999 once in UTC.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError([FieldError(field, "datetime is out of range once converted to UTC")]) from None
+
+
+MAX_JSON_DEPTH: Final = 100
+"""Deepest nesting of objects and arrays a JSON or list field may hold. Far below what every layer (the JSON codecs,
+the databases) can follow from inside a request, so whatever is stored can always be read back."""
+
+_INFINITE_ON_POSTGRES: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+"""asyncpg sends these two instants as PostgreSQL's -infinity/infinity, which read back as naive datetimes: refused
+on both backends alike (comparing against them in a query is fine)."""
+_EXTREME_MESSAGE: Final = "must lie strictly between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
+_NUL_MESSAGE: Final = "must not contain NUL (U+0000) characters"
+_DEPTH_MESSAGE: Final = f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why a text or JSON value cannot be stored alike on both backends, or None.
+
+    A string, or any key or string inside a JSON value, holding U+0000 (PostgreSQL cannot store it), or JSON nested
+    deeper than ``MAX_JSON_DEPTH``. Walks without recursion, so a deep value cannot exhaust the stack here.
+    """
+    if isinstance(value, str):
+        return _NUL_MESSAGE if "\x00" in value else None
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return _NUL_MESSAGE
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return _DEPTH_MESSAGE
+            if isinstance(item, dict):
+                if any("\x00" in key for key in item):
+                    return _NUL_MESSAGE
+                item = item.values()
+            pending.extend((child, depth + 1) for child in item)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """A page of rows, the filtered total (None when not counted) and whether rows follow the page."""
+
+    items: list[msgspec.Struct]
+    total: int | None
+    has_more: bool
+
+
+class ResourceRepository:
+    """Data access for one resource."""
+
+    def __init__(
+        self,
+        entity: EntitySpec,
+        read: StructType,
+        catalog: Catalog,
+        db: Database,
+        registry: Mapping[str, "ResourceRepository"] | None = None,
+    ) -> None:
+        self.entity = entity
+        self.relations: Mapping[str, Embed] = catalog.embeds.get(entity.name, {})
+        self.registry: Mapping[str, ResourceRepository] = registry if registry is not None else {entity.name: self}
+        """Every resource's repository by name (embeds read other resources' rows); filled in by the builder."""
+        self.name = entity.name
+        self.read = read
+        self.catalog = catalog
+        self.db = db
+        self.statements = ResourceStatements(entity, catalog.tables[entity.name], postgres=db.is_postgres)
+        fields = entity.fields.items()
+        self._datetime_fields = tuple(n for n, s in fields if s.type == "datetime")
+        self._float_fields = tuple(n for n, s in fields if s.type == "float")
+        self._text_fields = tuple(n for n, s in fields if s.type in _TEXT_TYPES)
+        self._stamps = entity.timestamps
+        # SQLite's RETURNING hands back an integral REAL as an int (GET reads it as a float): written rows are fixed
+        columns = entity.read_columns
+        self._float_positions = () if db.is_postgres else tuple(columns.index(n) for n in self._float_fields)
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    async def get(self, row_id: UUID, read: ReadPlan = WHOLE_ROWS) -> msgspec.Struct:
+        """The row with ``row_id`` and the embeds ``read`` asks for, or :class:`NotFoundError`."""
+        statement, params = self.statements.get, {"row_id": row_id}
+
+        async def run(conn: Connection) -> Any:
+            row = await conn.first(statement, params)
+            if row is None or not read.embeds:
+                return row
+            found = self.read(*row)
+            await self._embed(conn, [found], read.embeds)
+            return found
+
+        row = await self._reading(run)
+        if row is None:
+            raise self._not_found(row_id)
+        return row if isinstance(row, msgspec.Struct) else self.read(*row)
+
+    async def list_page(self, plan: ListPlan) -> ListResult:
+        """One page of rows (and their embeds) and, if the plan asks, the filtered total.
+
+        One row more than the page is read, to tell whether another page follows. The COUNT is skipped when the
+        page itself proves the total: without a cursor, a last page that is not empty (or the first page) ends the
+        result, so ``total = offset + len(items)``.
+        """
+        params = self.statements.params(plan.conditions) | {"limit": plan.limit + 1, "offset": plan.offset}
+        if plan.after is not None:
+            params |= {f"k{index}": value for index, value in enumerate(plan.after) if value is not None}
+        read, embeds = self.read, plan.read.embeds
+        rows_statement = self.statements.rows(plan)
+        count_statement = self.statements.count(plan.conditions) if plan.count else None
+
+        async def run(conn: Connection) -> ListResult:
+            rows = await conn.all(rows_statement, params)
+            items = [read(*row) for row in rows[: plan.limit]]
+            more = len(rows) > plan.limit
+            if embeds and items:
+                await self._embed(conn, items, embeds)
+            if count_statement is None:
+                return ListResult(items, None, more)
+            if not more and plan.after is None and (items or plan.offset == 0):
+                return ListResult(items, plan.offset + len(items), more)
+            return ListResult(items, int(await conn.scalar(count_statement, params)), more)
+
+        return await self._reading(run)
+
+    async def time_range(self, plan: TimeRangePlan) -> list[msgspec.Struct]:
+        """Rows of a time-range query (and their embeds), ascending."""
+        query = self.entity.queries[plan.query]
+        assert isinstance(query, TimeRangeQuery)  # noqa: S101 (the handler pairs plans with their kind)
+        params = self._filter_params(plan.scope) | {"start": plan.start, "end": plan.end}
+        params |= self.statements.params(plan.conditions)
+        read, statement = self.read, self.statements.time_range(plan.query, query, plan.conditions)
+        embeds = plan.read.embeds
+
+        async def run(conn: Connection) -> list[msgspec.Struct]:
+            items = [read(*row) for row in await conn.all(statement, params)]
+            if embeds and items:
+                await self._embed(conn, items, embeds)
+            return items
+
+        return await self._reading(run)
+
+    async def _embed(self, conn: Connection, rows: list[msgspec.Struct], plans: tuple[EmbedPlan, ...]) -> None:
+        """Attach each embed of ``plans`` to ``rows``: one statement per embed and level, whatever the row count."""
+        for plan in plans:
+            embed = self.relations[plan.name]
+            child = self.registry[embed.target]
+            key = "id" if embed.many else embed.via
+            parent_ids = list(dict.fromkeys(v for row in rows if (v := getattr(row, key)) is not None))
+            children: list[msgspec.Struct] = []
+            if parent_ids:
+                statement = self.statements.embed(embed, child.statements, plan.conditions)
+                params = child.statements.params(plan.conditions)
+                params |= {"parent_ids": parent_ids, "per_parent": plan.limit}
+                children = [child.read(*row) for row in await conn.all(statement, params)]
+                if plan.embeds and children:
+                    await child._embed(conn, children, plan.embeds)
+            if embed.many:
+                groups: dict[Any, list[msgspec.Struct]] = {}
+                for item in children:
+                    groups.setdefault(getattr(item, embed.via), []).append(item)
+                for row in rows:
+                    setattr(row, plan.name, groups.get(row.id, []))  # type: ignore[attr-defined]
+            else:
+                by_id = {item.id: item for item in children}  # type: ignore[attr-defined]
+                for row in rows:
+                    setattr(row, plan.name, by_id.get(getattr(row, embed.via)))
+
+    async def grouped_count(self, plan: GroupedCountPlan) -> dict[str, int]:
+        """Count per group value (only groups that occur) for a grouped-count query."""
+        query = self.entity.queries[plan.query]
+        assert isinstance(query, GroupedCountQuery)  # noqa: S101 (the generator pairs plans with their kind)
+        params = self._filter_params(plan.scope) | {"start": plan.start, "end": plan.end}
+        statement = self.statements.grouped_count(plan.query, query)
+
+        async def run(conn: Connection) -> dict[str, int]:
+            return {str(group): int(count) for group, count in await conn.all(statement, params)}
+
+        return await self._reading(run)
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    async def create(self, values: Row) -> msgspec.Struct:
+        """Insert one row; the server sets ``id`` and the timestamps."""
+        params = self._bind(values) | {"id": uuid7()} | dict.fromkeys(self._stamps, datetime.now(UTC))
+
+        async def run(conn: Connection) -> Any:
+            return await conn.first(self.statements.insert, params)
+
+        return self._written(await self._writing(run, values, None))
+
+    async def update(self, row_id: UUID, changes: Row) -> msgspec.Struct:
+        """Change the given fields of one row; no fields means no write at all."""
+        if not changes:
+            return await self.get(row_id)
+        params = {"v_" + name: value for name, value in self._bind(changes).items()}
+        params |= {"row_id": row_id, "v_updated_at": datetime.now(UTC)}
+        statement = self.statements.update(tuple(changes))
+
+        async def run(conn: Connection) -> Any:
+            return await conn.first(statement, params)
+
+        row = await self._writing(run, changes, row_id)
+        if row is None:
+            raise self._not_found(row_id)
+        return self._written(row)
+
+    async def delete(self, row_id: UUID) -> None:
+        """Delete one row; CASCADE and SET NULL children follow, RESTRICT children refuse it (409)."""
+
+        async def run(conn: Connection) -> Any:
+            return await conn.first(self.statements.delete, {"row_id": row_id})
+
+        if await self._writing(run, {}, row_id, deleting=True) is None:
+            raise self._not_found(row_id)
+
+    async def bulk_update(self, plan: BulkUpdatePlan) -> int:
+        """Set one field on every listed id in one UPDATE; returns how many rows exist among the ids."""
+        query = self.entity.queries[plan.query]
+        assert isinstance(query, BulkUpdateQuery)  # noqa: S101 (the generator pairs plans with their kind)
+        value = self._bind({query.field: plan.value})[query.field]
+        params = {"ids": sorted(set(plan.ids)), "value": value, "v_updated_at": datetime.now(UTC)}
+        statement = self.statements.bulk_update(plan.query, query)
+
+        async def run(conn: Connection) -> int:
+            return await conn.rowcount(statement, params)
+
+        return await self._writing(run, {query.field: value}, None)
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    def _bind(self, values: Row) -> Row:
+        """Normalise request values for the database: UTC datetimes, floats as floats, no NUL characters."""
+        bound = dict(values)
+        for name in self._datetime_fields:
+            value = bound.get(name)
+            if value is not None:
+                bound[name] = as_utc(value, name)
+                if bound[name] in _INFINITE_ON_POSTGRES:
+                    raise InvalidInputError([FieldError(name, _EXTREME_MESSAGE)])
+        for name in self._float_fields:
+            value = bound.get(name)
+            if value is not None:
+                bound[name] = float(value)
+                if not math.isfinite(bound[name]):  # "NaN"/"Infinity" strings: SQLite would store NULL, JSON null
+                    raise InvalidInputError([FieldError(name, "must be a finite number")])
+        self._reject_unstorable(bound)
+        return bound
+
+    def _written(self, row: Any) -> msgspec.Struct:
+        if not self._float_positions:
+            return self.read(*row)
+        values = list(row)
+        for position in self._float_positions:
+            if values[position] is not None:
+                values[position] = float(values[position])
+        return self.read(*values)
+
+    def _filter_params(self, filters: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+        params = {"f_" + name: value for name, value in filters}
+        self._reject_unstorable(dict(filters))
+        return params
+
+    def _reject_unstorable(self, values: Row) -> None:
+        bad = [
+            (name, problem) for name in self._text_fields if name in values and (problem := _unstorable(values[name]))
+        ]
+        if bad:
+            raise InvalidInputError([FieldError(name, problem) for name, problem in bad])
+
+    def _not_found(self, row_id: UUID) -> NotFoundError:
+        return NotFoundError(f"{self.entity.singular} {row_id} not found.", resource=self.name, id=str(row_id))
+
+    async def _reading(self, run: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run reads on one connection; database failures leave as domain errors.
+
+        A read whose connection turned out broken (the database restarted or ended the session since it was pooled)
+        runs once more on a new connection: reads are safe to repeat, and the first request after a recovery should
+        not fail.
+        """
+        for attempt in (1, 2):
+            try:
+                async with self.db.reading() as conn:
+                    return await run(conn)
+            except Exception as exc:
+                if attempt == 1 and connection_broken(exc):
+                    continue
+                raise self._translate(exc) from exc
+        raise AssertionError  # pragma: no cover (the loop always returns or raises)
+
+    async def _writing(
+        self, run: Callable[[Connection], Awaitable[T]], values: Row, row_id: UUID | None, *, deleting: bool = False
+    ) -> T:
+        """Run one write; constraint failures are diagnosed into errors naming their cause.
+
+        A deadlock or serialization failure rolled the statement back, and a connection found broken before the
+        statement was sent never carried it: either is run again, up to ``WRITE_ATTEMPTS`` times, then answered as
+        unavailable (503 with Retry-After). A write whose connection broke after it was sent is never repeated: it
+        may have committed.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self.db.writing() as conn:
+                    return await run(conn)
+            except Exception as exc:
+                violation = classify(exc)
+                repeatable = violation is Violation.RETRYABLE or statement_unsent(exc)
+                if repeatable and attempt < WRITE_ATTEMPTS:
+                    continue
+                if violation in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
+                    raise await self._diagnose(violation, values, row_id, deleting=deleting) from exc
+                raise self._translate(exc) from exc
+        raise AssertionError  # pragma: no cover (the loop always returns or raises)
+
+    async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None, *, deleting: bool) -> Exception:
+        catalog = self.catalog
+
+        async def run(conn: Connection) -> Exception:
+            if deleting and row_id is not None:
+                return await diagnose_delete(conn, catalog.tables, catalog.entities, self.name, row_id)
+            return await diagnose_write(conn, violation, catalog.tables, catalog.entities, self.name, values, row_id)
+
+        return await self._reading(run)
+
+    def _translate(self, exc: Exception) -> Exception:
+        """Database failures -> domain errors; anything else (a bug) is returned unchanged, to surface as a 500."""
+        if isinstance(exc, InvalidInputError | NotFoundError | DatabaseUnavailableError):
+            return exc
+        violation = classify(exc)
+        if violation in {Violation.UNAVAILABLE, Violation.RETRYABLE}:
+            return DatabaseUnavailableError(f"The database is unavailable ({type(exc).__name__}); retry shortly.")
+        if violation is Violation.SCHEMA:
+            return DatabaseUnavailableError(
+                "The database schema does not match this service (not migrated?): run `flux-dao migrate`."
+            )
+        if violation is Violation.REFUSED:
+            return ConflictError(f"The database refused the change: {refusal(exc)}")
+        if violation is Violation.DATA:
+            return InvalidInputError(
+                [FieldError(self.entity.singular or self.name, "a value was rejected by the database")]
+            )
+        return exc

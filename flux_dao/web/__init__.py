@@ -1,1 +1,0 @@
-"""Everything HTTP: app factory, plugin, problems, auth, probes, OpenAPI."""
