@@ -18,9 +18,9 @@ Per request it:
 
 Metrics (``GET /metrics``, Prometheus text format; who may read it: ``FLUX_DAO_METRICS``):
 ``flux_dao_http_requests_total`` and ``flux_dao_http_request_duration_seconds`` {route, method, status},
-``flux_dao_problems_total`` {type}, and the database pool: ``flux_dao_db_pool_connections`` (open),
-``flux_dao_db_pool_in_use``, ``flux_dao_db_pool_max`` and, on PostgreSQL, ``flux_dao_db_pool_waiting`` (requests
-waiting for a connection). With ``--workers N > 1`` ``flux-dao serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+``flux_dao_problems_total`` {type}, ``flux_dao_db_statements_total`` (SQL statements sent), and the database pool:
+``flux_dao_db_pool_connections`` (open), ``flux_dao_db_pool_in_use``, ``flux_dao_db_pool_max`` and, on PostgreSQL,
+``flux_dao_db_pool_waiting`` (requests waiting for a connection). With ``--workers N > 1`` ``flux-dao serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 folder and every figure is the sum over the live workers, whichever worker answers the scrape; each worker refreshes
 its pool gauges once a second (the worker answering refreshes its own first).
 """
@@ -125,6 +125,12 @@ class Metrics:
             if db.is_postgres
             else None
         )
+        self.statements = Counter(
+            "flux_dao_db_statements",
+            "SQL statements sent to the database (a list with embeds costs one per embed level, whatever its size).",
+            registry=self.registry,
+        )
+        self._statements_seen = 0
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _gauge(self, name: str, documentation: str) -> Gauge:
@@ -149,6 +155,9 @@ class Metrics:
         self.pool_max.set(stats.max_size)
         if self.pool_waiting is not None:
             self.pool_waiting.set(stats.waiting or 0)
+        sent = self.db.statements.sent
+        self.statements.inc(sent - self._statements_seen)
+        self._statements_seen = sent
 
     def render(self) -> bytes:
         """The Prometheus text exposition: this worker's figures, or every worker's with several."""

@@ -481,7 +481,7 @@ def _bounded(raw: str, name: str, low: int, high: int, problems: list[FieldError
 def _embed_plans(
     prefix: str, included: list[str], filters: Mapping[str, list[Condition]], limit: int
 ) -> tuple[EmbedPlan, ...]:
-    depth = prefix.count(".") + 1 if prefix else 0
+    depth = prefix.count(".")  # the prefix ends with a dot per level above: "" -> 0, "goals." -> 1
     children = [path for path in included if path.count(".") == depth and path.startswith(prefix)]
     return tuple(
         EmbedPlan(

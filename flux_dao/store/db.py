@@ -109,19 +109,34 @@ class _Compiled:
         return [merged[name] for name in self.names]
 
 
+class StatementCount:
+    """Statements sent to the database by this process: how ``/metrics`` shows a query's real cost (N+1 or not)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
 class _AsyncpgConnection:
     """Statements on one asyncpg connection, compiled once per statement object."""
 
-    __slots__ = ("_cache", "_conn", "_dialect")
+    __slots__ = ("_cache", "_conn", "_count", "_dialect")
 
     def __init__(
-        self, conn: asyncpg.Connection, cache: dict[int, tuple[ClauseElement, _Compiled]], dialect: PGDialect_asyncpg
+        self,
+        conn: asyncpg.Connection,
+        cache: dict[int, tuple[ClauseElement, _Compiled]],
+        dialect: PGDialect_asyncpg,
+        count: StatementCount,
     ) -> None:
         self._conn = conn
         self._cache = cache
         self._dialect = dialect
+        self._count = count
 
     def _compile(self, statement: ClauseElement) -> _Compiled:
+        self._count.sent += 1
         hit = self._cache.get(id(statement))
         if hit is not None and hit[0] is statement:
             return hit[1]
@@ -153,23 +168,27 @@ class _AsyncpgConnection:
 class _SQLAlchemyConnection:
     """Statements on a SQLAlchemy connection (SQLite)."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_count")
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, count: StatementCount) -> None:
         self._conn = conn
+        self._count = count
+
+    async def _execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+        self._count.sent += 1
+        return await self._conn.execute(statement, params)  # type: ignore[call-overload]
 
     async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        return (await self._conn.execute(statement, params)).all()  # type: ignore[call-overload,no-any-return]
+        return (await self._execute(statement, params)).all()  # type: ignore[no-any-return]
 
     async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        return (await self._conn.execute(statement, params)).first()  # type: ignore[call-overload,no-any-return]
+        return (await self._execute(statement, params)).first()  # type: ignore[no-any-return]
 
     async def scalar(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
-        return (await self._conn.execute(statement, params)).scalar()  # type: ignore[call-overload]
+        return (await self._execute(statement, params)).scalar()
 
     async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
-        result = await self._conn.execute(statement, params)  # type: ignore[call-overload]
-        return int(result.rowcount)
+        return int((await self._execute(statement, params)).rowcount)
 
 
 _SESSION_ENDED_SQLSTATES: Final = ("57P01", "57P02", "57P03", "57P04", "57P05")
@@ -308,7 +327,7 @@ class _PooledConnection:
 
     async def __aenter__(self) -> Connection:
         self._conn = await self._db.acquire()
-        return _AsyncpgConnection(self._conn, self._db._compiled, self._db._pg_dialect)
+        return _AsyncpgConnection(self._conn, self._db._compiled, self._db._pg_dialect, self._db.statements)
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         conn, self._conn = self._conn, None
@@ -346,6 +365,7 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self.waiting = 0
         """Requests waiting for a pooled asyncpg connection (a free one, or one being opened), for /metrics."""
+        self.statements = StatementCount()
         self._compiled: dict[int, tuple[ClauseElement, _Compiled]] = {}
         self._pg_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -417,10 +437,10 @@ class Database:
         assert self.read_engine is not None  # noqa: S101
         if transaction:
             async with self.engine.begin() as sa_conn:
-                yield _SQLAlchemyConnection(sa_conn)
+                yield _SQLAlchemyConnection(sa_conn, self.statements)
         else:
             async with self.read_engine.connect() as sa_conn:
-                yield _SQLAlchemyConnection(sa_conn)
+                yield _SQLAlchemyConnection(sa_conn, self.statements)
 
     async def acquire(self) -> Any:
         """A pooled asyncpg connection; waits at most ``pool_timeout`` for one (then ``TimeoutError``)."""
