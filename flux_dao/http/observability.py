@@ -20,9 +20,10 @@ Metrics (``GET /metrics``, Prometheus text format; who may read it: ``FLUX_DAO_M
 ``flux_dao_http_requests_total`` and ``flux_dao_http_request_duration_seconds`` {route, method, status},
 ``flux_dao_problems_total`` {type}, ``flux_dao_db_statements_total`` (SQL statements sent), and the database pool:
 ``flux_dao_db_pool_connections`` (open), ``flux_dao_db_pool_in_use``, ``flux_dao_db_pool_max`` and, on PostgreSQL,
-``flux_dao_db_pool_waiting`` (requests waiting for a connection). With ``--workers N > 1`` ``flux-dao serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
-folder and every figure is the sum over the live workers, whichever worker answers the scrape; each worker refreshes
-its pool gauges once a second (the worker answering refreshes its own first).
+``flux_dao_db_pool_waiting`` (requests waiting for a connection). With ``--workers N > 1`` ``flux-dao serve``
+points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder and every figure is the sum over the live workers, whichever
+worker answers the scrape; each worker refreshes its pool gauges and statement count once a second (the worker
+answering refreshes its own first).
 """
 
 import asyncio
