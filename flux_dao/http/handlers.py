@@ -87,9 +87,9 @@ def _list_handler(resource: Resource, repo: ResourceRepository, context: ReadCon
     lists = ListRequest(parser, context.seal)
 
     async def list_rows(request: Request[Any, Any, Any]) -> Any:
-        plan, digest = lists.plan(parser.of(request))
+        plan = lists.plan(parser.of(request))
         result = await repo.list_page(plan)
-        cursor = lists.next_cursor(plan, digest, result.items[-1]) if result.has_more else None
+        cursor = lists.next_cursor(plan, result.items[-1]) if result.has_more else None
         paged = plan.after is None
         return page_type(
             items=shaped(result.items, plan.read),

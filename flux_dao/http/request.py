@@ -312,7 +312,8 @@ class QueryParser:
                 self._embed_filter(name, given, embed_filters, problems)
             else:
                 problems.append(_problem(name, self._unknown_message()))
-        read = self._read(values, embed_filters, problems)
+        reads = embed_filters or not _READ.isdisjoint(values)
+        read = self._read(values, embed_filters, problems) if reads else WHOLE_ROWS
         parsed = ParsedQuery(
             conditions=tuple(conditions),
             read=read,
@@ -509,18 +510,18 @@ class ListRequest:
         self.parser = parser
         self.seal = seal
 
-    def plan(self, parsed: ParsedQuery) -> tuple[ListPlan, str]:
-        """The plan of a list request, and the digest its cursors are bound to."""
+    def plan(self, parsed: ParsedQuery) -> ListPlan:
+        """The plan of a list request, its cursor opened."""
         resource = self.parser.resource
         order = parsed.order or resource.default_order
-        digest = query_digest(parsed.conditions, order)
         after = None
         if parsed.cursor is not None:
+            digest = query_digest(parsed.conditions, order)
             try:
                 after = self.seal.open(parsed.cursor, digest, order, resource.columns)
             except CursorError as exc:
                 raise InvalidCursorError([FieldError("cursor", str(exc))]) from None
-        plan = ListPlan(
+        return ListPlan(
             conditions=parsed.conditions,
             order=order,
             offset=parsed.offset,
@@ -529,10 +530,10 @@ class ListRequest:
             after=after,
             read=parsed.read,
         )
-        return plan, digest
 
-    def next_cursor(self, plan: ListPlan, digest: str, last: Any) -> str:
-        """The cursor of the page after the one ending with row ``last``."""
+    def next_cursor(self, plan: ListPlan, last: Any) -> str:
+        """The cursor of the page after the one ending with row ``last``, bound to the plan's filters and order."""
+        digest = query_digest(plan.conditions, plan.order)
         return self.seal.make(digest, [getattr(last, term.field) for term in plan.order])
 
 

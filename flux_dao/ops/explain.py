@@ -68,7 +68,7 @@ async def explain_list(
     seal = CursorSeal(settings.cursor_secret or cursor_secret_from_keys(settings.api_keys))
     parser = QueryParser(queries[resource], listing=True, filtering=True)
     parsed = parser.parse(MultiDict(parse_qsl(query_string, keep_blank_values=True)))
-    plan, _ = ListRequest(parser, seal).plan(parsed)
+    plan = ListRequest(parser, seal).plan(parsed)
     db = Database(replace(settings.database, url=database_url))
     await db.start()
     try:
