@@ -17,7 +17,8 @@ from litestar.handlers import HTTPRouteHandler
 from flux_dao.http.bodies import STRICT_BODY_OPT, json_body, strict_body
 from flux_dao.http.openapi import FluxOperation
 from flux_dao.http.problems import problem_responses
-from flux_dao.http.request import OWN_QUERY_OPT, QueryParser, ReadContext, query_operation, shaped
+from flux_dao.http.query_docs import query_operation
+from flux_dao.http.request import OWN_QUERY_OPT, QueryParser, ReadContext, shaped
 from flux_dao.http.signatures import keyword, query_arg, set_signature
 from flux_dao.http.signatures import query as query_parameter
 from flux_dao.manifest.names import GENERATED_MODULE, query_operation_id, query_struct_name

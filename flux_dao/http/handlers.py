@@ -21,7 +21,8 @@ from flux_dao.http.bodies import STRICT_BODY_OPT, json_body, strict_body
 from flux_dao.http.extra_queries import query_handlers
 from flux_dao.http.openapi import FluxOperation
 from flux_dao.http.problems import problem_responses
-from flux_dao.http.request import OWN_QUERY_OPT, ListRequest, QueryParser, ReadContext, query_operation, shaped
+from flux_dao.http.query_docs import query_operation
+from flux_dao.http.request import OWN_QUERY_OPT, ListRequest, QueryParser, ReadContext, shaped
 from flux_dao.http.signatures import keyword, set_signature
 from flux_dao.manifest.names import operation_id
 from flux_dao.query.plans import WHOLE_ROWS

@@ -15,8 +15,9 @@ from flux_dao.http.keys import KeyRing
 from flux_dao.http.observability import Observability
 from flux_dao.http.openapi import SECURITY_SCHEME
 from flux_dao.http.problems import exception_handlers
+from flux_dao.http.query_tables import build_resource_queries
 from flux_dao.http.ratelimit import RateLimiter
-from flux_dao.http.request import ReadContext, build_resource_queries
+from flux_dao.http.request import ReadContext
 from flux_dao.http.request_checks import StrictRequestsPlugin
 from flux_dao.http.schema_watch import SchemaWatch
 from flux_dao.schema import Resources

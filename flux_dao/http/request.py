@@ -1,39 +1,31 @@
 """A read request's query string -> a plan: every parameter parsed strictly, once, and every problem named.
 
-Built once per resource from the manifest (``ResourceQuery``), this is the one place that knows the query language:
+One parser per read route, built at start-up; this is the one place that knows the query language:
 
 - filters ``field=v`` and ``field__<operator>=v`` (the operators the manifest opens on each column);
 - ``sort=-scheduled_at,title``, ``skip``, ``limit``, ``count`` and the keyset ``cursor`` (lists);
 - ``fields=id,title`` and ``include=goal,tasks.notification_log`` with ``include_limit`` and embed filters prefixed
   with the embed's path (``tasks.status__in=pending``).
 
-Values are converted by the column's type with no guessing (``1`` is not ``true``, a datetime needs ISO 8601), so
-a value the database would refuse, or read differently, is a 422 here. The same tables document each parameter in
-the OpenAPI document (``parameters``), so the document and the parser cannot disagree.
+Values are converted by the column's type with no guessing (``query_values``), so a value the database would refuse,
+or read differently, is a 422 here. The same tables (``query_tables``) document each parameter in the OpenAPI
+document (``query_docs``), so the document and the parser cannot disagree.
 """
 
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final, cast
-from uuid import UUID
 
 from litestar import Request
 from litestar.datastructures import MultiDict
-from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Parameter, Reference, Schema
 
 from flux_dao.errors import FieldError, InvalidCursorError, InvalidInputError
 from flux_dao.http.cursor import CursorError, CursorSeal, query_digest
-from flux_dao.http.openapi import FluxOperation
-from flux_dao.manifest.columns import LIST_OPERATORS, ColumnInfo, OrderTerm, columns, default_order, with_tie_breaker
-from flux_dao.manifest.names import enum_name
+from flux_dao.http.query_tables import FilterParameter, ResourceQuery
+from flux_dao.http.query_values import INTEGER, boolean
+from flux_dao.manifest.columns import OrderTerm, with_tie_breaker
 from flux_dao.manifest.relations import Embed
-from flux_dao.manifest.spec import EntitySpec, Operator
 from flux_dao.query.plans import WHOLE_ROWS, Condition, EmbedPlan, ListPlan, ReadPlan
-from flux_dao.schema.typemap import INT32_MAX, INT32_MIN
-from flux_dao.store.repository import as_utc
 
 __all__ = (
     "DEFAULT_INCLUDE_LIMIT",
@@ -46,9 +38,6 @@ __all__ = (
     "ParsedQuery",
     "QueryParser",
     "ReadContext",
-    "ResourceQuery",
-    "build_resource_queries",
-    "query_operation",
     "shaped",
 )
 
@@ -65,178 +54,9 @@ OWN_QUERY_OPT: Final = "flux_dao_own_query"
 its problems beside the others) and keeps the result for the handler."""
 _PARSED: Final = "flux_dao.parsed_query"  # scope key of the parsed query
 
-_INTEGER: Final = re.compile(r"^[+-]?[0-9]{1,20}$")
-_OPERATOR_WORDS: Final[dict[Operator, str]] = {
-    "eq": "equals this",
-    "ne": "is not this (rows where it is null count as not equal)",
-    "in": "is one of these (comma-separated, or the parameter repeated; at most 100)",
-    "gt": "is greater than this",
-    "gte": "is at least this",
-    "lt": "is less than this",
-    "lte": "is at most this",
-    "isnull": "is null (`true`) or is not (`false`)",
-    "contains": "holds every one of these (comma-separated, or the parameter repeated)",
-    "icontains": "contains this, ignoring case (`%` and `_` are literal)",
-    "startswith": "starts with this, case-sensitive (`%` and `_` are literal)",
-}
-
 
 def _problem(name: str, message: str) -> FieldError:
     return FieldError(name, message)
-
-
-# -- values ----------------------------------------------------------------------------------------------------
-
-
-def _text(raw: str) -> str:
-    if "\x00" in raw:
-        msg = "must not contain NUL (U+0000) characters"
-        raise ValueError(msg)
-    return raw
-
-
-def _integer(raw: str) -> int:
-    if not _INTEGER.match(raw):
-        msg = "is not an integer"
-        raise ValueError(msg)
-    value = int(raw)
-    if not INT32_MIN <= value <= INT32_MAX:
-        msg = f"is out of range ({INT32_MIN}..{INT32_MAX})"
-        raise ValueError(msg)
-    return value
-
-
-def _float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        msg = "is not a number"
-        raise ValueError(msg) from None
-    if not math.isfinite(value):
-        msg = "must be a finite number"
-        raise ValueError(msg)
-    return value
-
-
-def _boolean(raw: str) -> bool:
-    if raw in {"true", "false"}:
-        return raw == "true"
-    msg = "is not `true` or `false`"
-    raise ValueError(msg)
-
-
-def _datetime(name: str) -> Callable[[str], datetime]:
-    def convert(raw: str) -> datetime:
-        try:
-            value = datetime.fromisoformat(raw)
-        except ValueError:
-            msg = "is not an ISO 8601 datetime (e.g. 2026-01-31T09:00:00Z)"
-            raise ValueError(msg) from None
-        try:
-            return as_utc(value, name)
-        except InvalidInputError:
-            msg = "is out of range once converted to UTC"
-            raise ValueError(msg) from None
-
-    return convert
-
-
-def _uuid(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        msg = "is not a UUID"
-        raise ValueError(msg) from None
-
-
-def _enum(values: tuple[str, ...]) -> Callable[[str], str]:
-    allowed = frozenset(values)
-
-    def convert(raw: str) -> str:
-        if raw not in allowed:
-            msg = f"is not one of {', '.join(values)}"
-            raise ValueError(msg)
-        return raw
-
-    return convert
-
-
-def _converter(column: ColumnInfo, item: bool = False) -> Callable[[str], Any]:
-    kind = (column.items or "string") if item else column.type
-    simple: dict[str, Callable[[str], Any]] = {
-        "string": _text,
-        "integer": _integer,
-        "float": _float,
-        "boolean": _boolean,
-        "uuid": _uuid,
-    }
-    if kind == "enum":
-        return _enum(column.values or ())
-    if kind == "datetime":
-        return _datetime(column.name)
-    return simple[kind]
-
-
-# -- the parameter tables ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FilterParameter:
-    """One filter parameter, e.g. ``status__in``: its column, operator and value converter."""
-
-    name: str
-    field: str
-    operator: Operator
-    convert: Callable[[str], Any]
-
-    @property
-    def many(self) -> bool:
-        """Takes several values (comma-separated, or the parameter repeated)."""
-        return self.operator in LIST_OPERATORS
-
-
-@dataclass(frozen=True)
-class ResourceQuery:
-    """What the query language offers on one resource: its filters, sortable columns and embeds."""
-
-    entity: EntitySpec
-    columns: dict[str, ColumnInfo]
-    filters: dict[str, FilterParameter]
-    embeds: Mapping[str, Embed]
-    default_order: tuple[OrderTerm, ...]
-    registry: Mapping[str, "ResourceQuery"] = field(repr=False)
-    """Every resource's query by entity name: embeds are parsed with their target's parameters."""
-
-    @property
-    def sortable(self) -> list[str]:
-        """The columns ``sort`` takes."""
-        return [name for name, column in self.columns.items() if column.sortable]
-
-    def embed_target(self, name: str) -> "ResourceQuery":
-        """The query of the resource embed ``name`` brings in."""
-        return self.registry[self.embeds[name].target]
-
-
-def build_resource_queries(
-    entities: Iterable[EntitySpec], embeds: Mapping[str, Mapping[str, Embed]]
-) -> dict[str, ResourceQuery]:
-    """One ``ResourceQuery`` per entity, sharing the registry embeds look their targets up in."""
-    registry: dict[str, ResourceQuery] = {}
-    for entity in entities:
-        info = columns(entity)
-        filters = {}
-        for column in info.values():
-            for operator in column.operators:
-                name = column.name if operator == "eq" else f"{column.name}__{operator}"
-                convert = _boolean if operator == "isnull" else _converter(column, item=operator == "contains")
-                filters[name] = FilterParameter(name, column.name, operator, convert)
-        registry[entity.name] = ResourceQuery(
-            entity, info, filters, embeds.get(entity.name, {}), default_order(entity), registry
-        )
-    return registry
-
-
-# -- parsing -----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +264,7 @@ class QueryParser:
         count = True
         if "count" in values:
             try:
-                count = _boolean(values["count"][-1])
+                count = boolean(values["count"][-1])
             except ValueError as exc:
                 problems.append(_problem("count", str(exc)))
         cursor = values["cursor"][-1] if "cursor" in values else None
@@ -467,7 +287,7 @@ def _prefixes(path: str) -> list[str]:
 
 def _bounded(raw: str, name: str, low: int, high: int, problems: list[FieldError], default: int) -> int:
     try:
-        value = int(raw) if _INTEGER.match(raw) else None
+        value = int(raw) if INTEGER.match(raw) else None
     except ValueError:
         value = None
     if value is None:
@@ -543,142 +363,3 @@ def shaped(items: list[Any], read: ReadPlan) -> list[Any]:
         return items
     keys = (*read.fields, *(embed.name for embed in read.embeds))
     return [{key: getattr(item, key) for key in keys} for item in items]
-
-
-# -- OpenAPI -----------------------------------------------------------------------------------------------------
-
-
-def _value_schema(resource: ResourceQuery, column: ColumnInfo, item: bool = False) -> Schema | Reference:
-    kind = (column.items or "string") if item else column.type
-    if kind == "enum":
-        return Reference(ref=f"#/components/schemas/{enum_name(resource.entity, column.name)}")
-    schemas = {
-        "string": Schema(type=OpenAPIType.STRING),
-        "integer": Schema(type=OpenAPIType.INTEGER, minimum=INT32_MIN, maximum=INT32_MAX),
-        "float": Schema(type=OpenAPIType.NUMBER),
-        "boolean": Schema(type=OpenAPIType.BOOLEAN),
-        "datetime": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
-        "uuid": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
-    }
-    return schemas[kind]
-
-
-def _filter_documents(resource: ResourceQuery, prefix: str = "", own: Iterable[str] = ()) -> list[Parameter]:
-    found = []
-    for parameter in resource.filters.values():
-        if parameter.name in own:
-            continue  # the route's own parameter of that name (a time range's scope) is documented by its handler
-        column = resource.columns[parameter.field]
-        if parameter.operator == "isnull":
-            schema: Schema | Reference = Schema(type=OpenAPIType.BOOLEAN)
-        elif parameter.many:
-            item = _value_schema(resource, column, item=parameter.operator == "contains")
-            schema = Schema(type=OpenAPIType.ARRAY, items=item, max_items=MAX_IN_VALUES)
-        else:
-            schema = _value_schema(resource, column)
-        where = f" of the embedded {resource.entity.name}" if prefix else ""
-        found.append(
-            Parameter(
-                name=prefix + parameter.name,
-                param_in="query",
-                required=False,
-                schema=schema,
-                description=f"Only rows{where} whose `{column.name}` {_OPERATOR_WORDS[parameter.operator]}.",
-                explode=True if parameter.many else None,
-            )
-        )
-    return found
-
-
-def parameters(parser: QueryParser) -> list[Parameter]:
-    """The OpenAPI parameters of the route ``parser`` reads (besides its own, which its handler documents)."""
-    resource = parser.resource
-    names = list(resource.columns)
-    found: list[Parameter] = []
-    if parser.filtering:
-        found += _filter_documents(resource, own=parser.own)
-    if parser.listing:
-        found += [
-            Parameter(
-                name="sort",
-                param_in="query",
-                required=False,
-                schema=Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
-                explode=False,
-                description="Order of the rows: fields, comma-separated; `-` sorts descending. Nulls sort last "
-                "either way; `id` breaks ties. Default: the resource's own order. Sortable: "
-                + ", ".join(f"`{name}`" for name in resource.sortable)
-                + ".",
-            ),
-            _integer_parameter("skip", 0, MAX_SKIP, 0, "Rows to skip (offset paging; not with `cursor`)."),
-            _integer_parameter("limit", 1, MAX_LIMIT, DEFAULT_LIMIT, f"Page size (1..{MAX_LIMIT})."),
-            Parameter(
-                name="count",
-                param_in="query",
-                required=False,
-                schema=Schema(type=OpenAPIType.BOOLEAN, default=True),
-                description="Count the matching rows into `total`; `false` skips the COUNT query and answers "
-                "`total: null` (faster on large results).",
-            ),
-            Parameter(
-                name="cursor",
-                param_in="query",
-                required=False,
-                schema=Schema(type=OpenAPIType.STRING),
-                description="The `next_cursor` of the previous page: the page after it, for the same filters and "
-                "sort (keyset paging: no row twice, none skipped, however deep). Not with `skip`.",
-            ),
-        ]
-    found += [
-        Parameter(
-            name="fields",
-            param_in="query",
-            required=False,
-            schema=Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
-            explode=False,
-            description="Return only these keys of each row (comma-separated; `id` always, embeds too): "
-            + ", ".join(f"`{name}`" for name in names)
-            + ". The rows then carry fewer keys than the schema lists.",
-        ),
-        Parameter(
-            name="include",
-            param_in="query",
-            required=False,
-            schema=Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
-            explode=False,
-            description="Embed related rows (comma-separated): "
-            + ", ".join(
-                f"`{name}` ({embed.target}{', a list' if embed.many else ''})"
-                for name, embed in resource.embeds.items()
-            )
-            + f". Nest with dots, up to {MAX_INCLUDE_DEPTH} levels (`goals.tasks`). Filter a to-many embed with its "
-            "resource's filters prefixed by its path (`tasks.status__in=pending`), which also embeds it.",
-        ),
-        _integer_parameter(
-            "include_limit",
-            1,
-            MAX_INCLUDE_LIMIT,
-            DEFAULT_INCLUDE_LIMIT,
-            "Most rows each to-many embed holds per parent, in the embedded resource's default order.",
-        ),
-    ]
-    if parser.filtering:
-        for name, embed in resource.embeds.items():
-            if embed.many:
-                found += _filter_documents(resource.embed_target(name), prefix=f"{name}.")
-    return found
-
-
-def query_operation(parser: QueryParser) -> type[FluxOperation]:
-    """The operation class documenting the query parameters ``parser`` reads (its handler declares none of them)."""
-    return type("FluxQueryOperation", (FluxOperation,), {"extra_parameters": tuple(parameters(parser))})
-
-
-def _integer_parameter(name: str, low: int, high: int, default: int, description: str) -> Parameter:
-    return Parameter(
-        name=name,
-        param_in="query",
-        required=False,
-        schema=Schema(type=OpenAPIType.INTEGER, minimum=low, maximum=high, default=default),
-        description=description,
-    )

@@ -18,7 +18,8 @@ from sqlalchemy.sql.expression import Executable
 
 from flux_dao.config import DatabaseSettings, Settings
 from flux_dao.http.cursor import CursorSeal, cursor_secret_from_keys
-from flux_dao.http.request import ListRequest, QueryParser, build_resource_queries
+from flux_dao.http.query_tables import build_resource_queries
+from flux_dao.http.request import ListRequest, QueryParser
 from flux_dao.manifest import load_manifest
 from flux_dao.query.compiler import ResourceStatements
 from flux_dao.schema import build_resources

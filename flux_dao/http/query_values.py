@@ -1,0 +1,112 @@
+"""Query-string values -> Python values, by the column's type, with no guessing.
+
+``1`` is not ``true``, a datetime needs ISO 8601 (naive = UTC), an integer must fit the column (32 bits), text may not
+hold NUL: a value the database would refuse, or read differently, fails here with a message for the client.
+"""
+
+import math
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from flux_dao.errors import InvalidInputError
+from flux_dao.manifest.columns import ColumnInfo
+from flux_dao.schema.typemap import INT32_MAX, INT32_MIN
+from flux_dao.store.repository import as_utc
+
+__all__ = ("INTEGER", "boolean", "converter")
+
+INTEGER: Final = re.compile(r"^[+-]?[0-9]{1,20}$")
+
+
+def _text(raw: str) -> str:
+    if "\x00" in raw:
+        msg = "must not contain NUL (U+0000) characters"
+        raise ValueError(msg)
+    return raw
+
+
+def _integer(raw: str) -> int:
+    if not INTEGER.match(raw):
+        msg = "is not an integer"
+        raise ValueError(msg)
+    value = int(raw)
+    if not INT32_MIN <= value <= INT32_MAX:
+        msg = f"is out of range ({INT32_MIN}..{INT32_MAX})"
+        raise ValueError(msg)
+    return value
+
+
+def _float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        msg = "is not a number"
+        raise ValueError(msg) from None
+    if not math.isfinite(value):
+        msg = "must be a finite number"
+        raise ValueError(msg)
+    return value
+
+
+def boolean(raw: str) -> bool:
+    """``true`` or ``false``, nothing else."""
+    if raw in {"true", "false"}:
+        return raw == "true"
+    msg = "is not `true` or `false`"
+    raise ValueError(msg)
+
+
+def _datetime(name: str) -> Callable[[str], datetime]:
+    def convert(raw: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            msg = "is not an ISO 8601 datetime (e.g. 2026-01-31T09:00:00Z)"
+            raise ValueError(msg) from None
+        try:
+            return as_utc(value, name)
+        except InvalidInputError:
+            msg = "is out of range once converted to UTC"
+            raise ValueError(msg) from None
+
+    return convert
+
+
+def _uuid(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        msg = "is not a UUID"
+        raise ValueError(msg) from None
+
+
+def _enum(values: tuple[str, ...]) -> Callable[[str], str]:
+    allowed = frozenset(values)
+
+    def convert(raw: str) -> str:
+        if raw not in allowed:
+            msg = f"is not one of {', '.join(values)}"
+            raise ValueError(msg)
+        return raw
+
+    return convert
+
+
+def converter(column: ColumnInfo, item: bool = False) -> Callable[[str], Any]:
+    """The converter of ``column``'s values (of its items, for a list's ``contains``)."""
+    kind = (column.items or "string") if item else column.type
+    simple: dict[str, Callable[[str], Any]] = {
+        "string": _text,
+        "integer": _integer,
+        "float": _float,
+        "boolean": boolean,
+        "uuid": _uuid,
+    }
+    if kind == "enum":
+        return _enum(column.values or ())
+    if kind == "datetime":
+        return _datetime(column.name)
+    return simple[kind]
