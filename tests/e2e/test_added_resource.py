@@ -246,3 +246,17 @@ def test_messages_appear_in_the_openapi_document(client: Any) -> None:
     assert {"list_messages", "get_message", "create_message", "update_message", "delete_message"} <= ids
     role = document["components"]["schemas"]["Message"]["properties"]["role"]
     assert "$ref" in role
+
+
+def test_the_new_reference_embeds_both_ways_with_no_code(client: Any) -> None:
+    parent = conversation(client)
+    mine = [message(client, parent["id"], content=f"m{i}") for i in range(3)]
+    message(client, conversation(client)["id"], content="elsewhere")
+    response = client.get(f"{API}/conversations/{parent['id']}", params={"include": "messages"})
+    assert response.status_code == 200, response.text
+    assert [m["content"] for m in response.json()["messages"]] == ["m2", "m1", "m0"]  # the child's order: newest first
+    response = client.get(f"{API}/messages", params={"include": "conversation", "conversation_id": parent["id"]})
+    assert response.status_code == 200, response.text
+    found = response.json()["items"]
+    assert sorted(m["id"] for m in found) == sorted(m["id"] for m in mine)
+    assert {m["conversation"]["id"] for m in found} == {parent["id"]}
