@@ -65,7 +65,7 @@ def _time_range(
 ) -> HTTPRouteHandler:
     read = resource.schemas.read
     returns = list[read]  # type: ignore[valid-type]
-    own = dict.fromkeys((*query.scope, query.start, query.end), "")
+    own = (*query.scope, query.start, query.end)
     parser = QueryParser(context.queries[resource.entity.name], listing=False, filtering=True, own=own)
 
     async def handler(**params: Any) -> Any:

@@ -12,8 +12,8 @@ or read differently, is a 422 here. The same tables (``query_tables``) document 
 document (``query_docs``), so the document and the parser cannot disagree.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from litestar import Request
@@ -70,8 +70,6 @@ class ParsedQuery:
     limit: int = DEFAULT_LIMIT
     count: bool = True
     cursor: str | None = None
-    scope: dict[str, str] = field(default_factory=dict)
-    """Raw values of the route's own parameters (a time range's scope and window), checked by its handler."""
 
 
 _LIST_ONLY: Final = frozenset({"sort", "skip", "limit", "count", "cursor"})
@@ -81,15 +79,13 @@ _READ: Final = frozenset({"fields", "include", "include_limit"})
 class QueryParser:
     """The query-string parser of one read route: which parameter groups it takes, and how each is parsed."""
 
-    def __init__(
-        self, resource: ResourceQuery, *, listing: bool, filtering: bool, own: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, resource: ResourceQuery, *, listing: bool, filtering: bool, own: Iterable[str] = ()) -> None:
         self.resource = resource
         self.listing = listing
         self.filtering = filtering
-        self.own = dict(own or {})
-        """Route parameters parsed by the handler (name -> description), e.g. a time range's ``start``."""
-        fixed = set(_READ) | (set(_LIST_ONLY) if listing else set()) | set(self.own)
+        self.own = frozenset(own)
+        """The route's own parameters, declared on its handler and checked by Litestar (a time range's window)."""
+        fixed = set(_READ) | (set(_LIST_ONLY) if listing else set()) | self.own
         self.fixed = frozenset(fixed)
         self.known = sorted(fixed | (set(resource.filters) if filtering else set()))
 
@@ -134,11 +130,7 @@ class QueryParser:
                 problems.append(_problem(name, self._unknown_message()))
         reads = embed_filters or not _READ.isdisjoint(values)
         read = self._read(values, embed_filters, problems) if reads else WHOLE_ROWS
-        parsed = ParsedQuery(
-            conditions=tuple(conditions),
-            read=read,
-            scope={name: values[name][-1] for name in self.own if name in values},
-        )
+        parsed = ParsedQuery(conditions=tuple(conditions), read=read)
         if self.listing:
             parsed = self._paging(values, parsed, problems)
         if problems:
@@ -270,7 +262,7 @@ class QueryParser:
         cursor = values["cursor"][-1] if "cursor" in values else None
         if cursor is not None and "skip" in values:
             problems.append(_problem("cursor", "cannot be combined with skip: a cursor already says where to start"))
-        return ParsedQuery(parsed.conditions, parsed.read, order, skip, limit, count, cursor, parsed.scope)
+        return ParsedQuery(parsed.conditions, parsed.read, order, skip, limit, count, cursor)
 
 
 _EMPTY: Final = ParsedQuery()

@@ -102,8 +102,11 @@ def default_order(entity: EntitySpec) -> tuple[OrderTerm, ...]:
 
 
 def with_tie_breaker(terms: tuple[OrderTerm, ...]) -> tuple[OrderTerm, ...]:
-    """``terms`` ending with ``id`` (in the first term's direction), so every order is total and a cursor exact."""
-    terms = tuple(term for term in terms if term.field != "id") if terms and terms[-1].field != "id" else terms
-    if terms and terms[-1].field == "id":
-        return terms
+    """``terms`` ending with ``id`` (in the first term's direction), so every order is total and a cursor exact.
+
+    Terms after an ``id`` already given are dropped: ``id`` is unique, so they could never order anything.
+    """
+    for index, term in enumerate(terms):
+        if term.field == "id":
+            return terms[: index + 1]
     return (*terms, OrderTerm("id", descending=bool(terms) and terms[0].descending))
