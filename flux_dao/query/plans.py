@@ -34,9 +34,9 @@ class Condition:
     """A scalar; a tuple for ``in`` and ``contains``; a bool for ``isnull``."""
 
     @property
-    def shape(self) -> tuple[str, Operator]:
-        """What the SQL depends on (not the value): part of a statement's cache key."""
-        return (self.field, self.operator)
+    def shape(self) -> tuple[str, Operator, bool | None]:
+        """What the SQL depends on (not the value, but for ``isnull``, spelled in it): part of a cache key."""
+        return (self.field, self.operator, self.value if self.operator == "isnull" else None)
 
 
 @dataclass(frozen=True, slots=True)
