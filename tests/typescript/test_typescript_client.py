@@ -5,16 +5,20 @@ test copies it to a temporary folder, runs ``npm ci`` (the npm registry only), g
 live server's ``/schema/openapi.json`` with openapi-typescript's default settings, type-checks ``scenario.ts`` with
 ``tsc`` (``strict``, ``exactOptionalPropertyTypes``), runs it with node and checks what it printed: a user created
 with only ``email`` (defaults and JSON fields optional in the generated types), a JSON profile, a goal, a task, a
-filtered list, and a 404 and a 422 read as the document's ``Problem``, every call with the service key header.
+filtered list, a week's pending or missed tasks (``status__in``, ``scheduled_at__gte``/``__lt``, ``sort``, ``limit``)
+walked along ``next_cursor`` with each task's goal embedded (``include=goal``, read as the typed ``task.goal.title``),
+and a 404 and a 422 read as the document's ``Problem``, every call with the service key header.
 Node and npm are required: without them the test fails, it never skips.
 
 Budget: about 20 s (``npm ci`` from the local npm cache ~5 s, ``tsc`` ~8 s, one server start).
 """
 
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,7 +76,34 @@ def test_typescript_client_type_checks_strict_and_runs_a_scenario(project: Path,
     assert result["goal"] == {"status": "active", "target_weeks": 6}  # the documented defaults, applied by the server
     assert result["task"] == {"status": "pending", "goal_id": True}
     assert result["pending"] == {"titles": ["Long run"], "total": 1}
+    check_walk(result["walk"])
     assert result["not_found"] == {"http": 404, "type": "urn:flux-dao:problem:not-found", "status": 404}
     assert result["invalid"]["http"] == 422
     assert result["invalid"]["type"] == "urn:flux-dao:problem:validation-error"
     assert "title" in result["invalid"]["fields"]
+
+
+def check_walk(walk: dict[str, Any]) -> None:
+    """The pages the scenario walked hold the rows it made that match, in the order computed here from those rows."""
+    start, end = dt.datetime(2031, 3, 3, tzinfo=dt.UTC), dt.datetime(2031, 3, 10, tzinfo=dt.UTC)
+    made = walk["made"]
+    for row in made:
+        row["at"] = dt.datetime.fromisoformat(row["scheduled_at"]) if row["scheduled_at"] else None
+    expected = [
+        r for r in made if r["status"] in {"pending", "missed"} and r["at"] is not None and start <= r["at"] < end
+    ]
+    # `-scheduled_at,title`, then `id` in the first term's direction; least significant first (stable sorts)
+    expected.sort(key=lambda r: uuid.UUID(r["id"]), reverse=True)
+    expected.sort(key=lambda r: r["title"])
+    expected.sort(key=lambda r: r["at"], reverse=True)
+    titles = {r["id"]: r["title"] for r in made}
+    pages = walk["pages"]
+    walked = [row_id for page in pages for row_id in page["ids"]]
+    assert walked == [r["id"] for r in expected], ([titles.get(i, i) for i in walked], [r["title"] for r in expected])
+    assert [titles[i] for i in walked] == ["Practice", "Etude", "Bach suite", "Bow drill", "Scales"]
+    assert [len(page["ids"]) for page in pages] == [2, 2, 1]
+    assert [page["page"] for page in pages] == [1, None, None]  # cursor pages have no page number
+    assert {page["total"] for page in pages} == {5}
+    # the embedded goal's title, null for the task without a goal ("Etude")
+    goals = [goal for page in pages for goal in page["goals"]]
+    assert goals == ["Learn the cello", None, "Learn the cello", "Learn the cello", "Learn the cello"], goals
