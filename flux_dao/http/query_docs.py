@@ -59,10 +59,15 @@ def _value_schema(resource: ResourceQuery, column: ColumnInfo, item: bool = Fals
 
 
 def _filter_documents(resource: ResourceQuery, prefix: str = "", own: Iterable[str] = ()) -> list[Parameter]:
+    """The filters of ``resource``, or with a prefix those of an embed.
+
+    ``own`` names filters left out: a time range's scope (its handler documents it), or the embed's own reference
+    (every embedded row already matches it).
+    """
     found = []
     for parameter in resource.filters.values():
-        if parameter.name in own:
-            continue  # the route's own parameter of that name (a time range's scope) is documented by its handler
+        if parameter.name in own or parameter.field in own:
+            continue
         column = resource.columns[parameter.field]
         if parameter.operator == "isnull":
             schema: Schema | Reference = Schema(type=OpenAPIType.BOOLEAN)
@@ -91,7 +96,11 @@ def parameters(parser: QueryParser) -> list[Parameter]:
                 "Order of the rows: fields, comma-separated; `-` sorts descending. Nulls sort last either way; `id` "
                 f"breaks ties. Default: the resource's own order. Sortable: {_names(resource.sortable)}.",
             ),
-            _integer_parameter("skip", 0, MAX_SKIP, 0, "Rows to skip (offset paging; not with `cursor`)."),
+            _parameter(
+                "skip",  # no documented default: a generated client would send it, and a cursor refuses it
+                Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=MAX_SKIP),
+                "Rows to skip, default 0 (offset paging; not with `cursor`).",
+            ),
             _integer_parameter("limit", 1, MAX_LIMIT, DEFAULT_LIMIT, f"Page size (1..{MAX_LIMIT})."),
             _parameter(
                 "count",
@@ -127,10 +136,9 @@ def parameters(parser: QueryParser) -> list[Parameter]:
             "Most rows each to-many embed holds per parent, in the embedded resource's default order.",
         ),
     ]
-    if parser.filtering:
-        for name, embed in resource.embeds.items():
-            if embed.many:
-                found += _filter_documents(resource.embed_target(name), prefix=f"{name}.")
+    for name, embed in resource.embeds.items():  # every read route takes its to-many embeds' filters
+        if embed.many:
+            found += _filter_documents(resource.embed_target(name), prefix=f"{name}.", own=(embed.via,))
     return found
 
 
