@@ -20,6 +20,7 @@ import msgspec
 
 from flux_dao.manifest.columns import ColumnInfo, OrderTerm
 from flux_dao.query.plans import Condition
+from flux_dao.schema.typemap import INT32_MAX, INT32_MIN
 
 __all__ = ("CursorError", "CursorSeal", "cursor_secret_from_keys", "query_digest")
 
@@ -33,10 +34,9 @@ class CursorError(ValueError):
 
 
 def query_digest(conditions: Sequence[Condition], order: Sequence[OrderTerm]) -> str:
-    """What a cursor is bound to: the filters (with their values) and the order."""
-    canonical = msgspec.json.encode(
-        [[[c.field, c.operator, c.value] for c in conditions], [[t.field, t.descending, t.nulls_first] for t in order]]
-    )
+    """What a cursor is bound to: the filters (with their values, in any order) and the order."""
+    filters = sorted(msgspec.json.encode([c.field, c.operator, c.value]) for c in conditions)
+    canonical = msgspec.json.encode([filters, [[t.field, t.descending, t.nulls_first] for t in order]])
     return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()[:_DIGEST_BYTES]).decode()
 
 
@@ -100,11 +100,11 @@ def _value(column: ColumnInfo, value: Any) -> Any:
             raise CursorError(msg)
         return None
     try:
-        if column.type == "datetime":
+        if column.type == "datetime" and type(value) is str:
             return datetime.fromisoformat(value)
-        if column.type == "uuid":
+        if column.type == "uuid" and type(value) is str:
             return UUID(value)
-        if column.type == "integer" and type(value) is int:
+        if column.type == "integer" and type(value) is int and INT32_MIN <= value <= INT32_MAX:
             return value
         if column.type == "float" and type(value) in {int, float}:
             return float(value)

@@ -18,7 +18,10 @@ from flux_dao.store.repository import as_utc
 
 __all__ = ("INTEGER", "boolean", "converter")
 
-INTEGER: Final = re.compile(r"^[+-]?[0-9]{1,20}$")
+INTEGER: Final = re.compile(r"[+-]?[0-9]{1,20}")
+"""An integer as written in a URL: matched whole (``fullmatch``), so no trailing newline slips through."""
+_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A decimal number as JSON and SQL write it: no underscores, spaces, ``inf`` or ``nan``."""
 
 
 def _text(raw: str) -> str:
@@ -29,7 +32,7 @@ def _text(raw: str) -> str:
 
 
 def _integer(raw: str) -> int:
-    if not INTEGER.match(raw):
+    if not INTEGER.fullmatch(raw):
         msg = "is not an integer"
         raise ValueError(msg)
     value = int(raw)
@@ -40,11 +43,10 @@ def _integer(raw: str) -> int:
 
 
 def _float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
+    if not _DECIMAL.fullmatch(raw):
         msg = "is not a number"
-        raise ValueError(msg) from None
+        raise ValueError(msg)
+    value = float(raw)
     if not math.isfinite(value):
         msg = "must be a finite number"
         raise ValueError(msg)

@@ -235,7 +235,7 @@ class QueryParser:
     def _paging(self, values: dict[str, list[str]], parsed: ParsedQuery, problems: list[FieldError]) -> ParsedQuery:
         resource = self.resource
         order: tuple[OrderTerm, ...] = ()
-        if pieces := _pieces(values.get("sort", [])):  # ``sort=`` alone keeps the default order
+        if pieces := _pieces(values.get("sort", []), unique=False):  # ``sort=`` alone keeps the default order
             terms: list[OrderTerm] = []
             for piece in pieces:
                 name = piece.removeprefix("-")
@@ -268,8 +268,9 @@ class QueryParser:
 _EMPTY: Final = ParsedQuery()
 
 
-def _pieces(given: list[str]) -> list[str]:
-    return list(dict.fromkeys(piece.strip() for raw in given for piece in raw.split(",") if piece.strip()))
+def _pieces(given: list[str], *, unique: bool = True) -> list[str]:
+    pieces = [piece.strip() for raw in given for piece in raw.split(",") if piece.strip()]
+    return list(dict.fromkeys(pieces)) if unique else pieces
 
 
 def _prefixes(path: str) -> list[str]:
@@ -279,7 +280,7 @@ def _prefixes(path: str) -> list[str]:
 
 def _bounded(raw: str, name: str, low: int, high: int, problems: list[FieldError], default: int) -> int:
     try:
-        value = int(raw) if INTEGER.match(raw) else None
+        value = int(raw) if INTEGER.fullmatch(raw) else None
     except ValueError:
         value = None
     if value is None:

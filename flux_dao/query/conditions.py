@@ -49,7 +49,11 @@ def condition_params(items: Sequence[Condition], info: dict[str, ColumnInfo], *,
             value = list(value)
         elif condition.operator == "contains":
             items_are_text = info[condition.field].items == "string"
-            value = list(value) if postgres else msgspec.json.encode([v if items_are_text else str(v) for v in value])
+            value = (
+                list(value)
+                if postgres
+                else msgspec.json.encode([v if items_are_text else str(v) for v in value]).decode()
+            )
         params[f"c{index}"] = value
     return params
 

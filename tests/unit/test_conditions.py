@@ -356,12 +356,6 @@ def test_the_keyset_predicate_is_and_ed_with_the_filters(postgres: bool) -> None
     assert text.endswith("))")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Condition.shape is (field, operator), but isnull spells its value in the SQL (IS NULL / IS NOT "
-    "NULL), so the cached statement of `x__isnull=true` answers `x__isnull=false` too (rows, count, embed, "
-    "time range)",
-)
 @pytest.mark.parametrize("postgres", [PG, LITE])
 @pytest.mark.parametrize("kind", ["rows", "count", "embed", "time_range"])
 def test_isnull_true_and_false_do_not_share_a_statement(postgres: bool, kind: str) -> None:

@@ -175,7 +175,6 @@ def test_a_cursor_reforged_without_the_secret_is_refused() -> None:
     [
         (),
         CONDITIONS[:1],
-        CONDITIONS[::-1],
         (Condition("status", "in", ("pending",)), CONDITIONS[1]),
         (Condition("status", "in", ("pending", "missed", "done")), CONDITIONS[1]),
         (Condition("status", "ne", ("pending", "missed")), CONDITIONS[1]),
@@ -283,10 +282,6 @@ def test_a_sealed_value_of_the_wrong_type_is_refused(field: str, value: Any) -> 
     assert message.startswith("holds ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _value catches TypeError and ValueError, but UUID(<int | list | dict | bool>) raises AttributeError",
-)
 @pytest.mark.parametrize("value", [123, [1], {"a": 1}, True])
 def test_a_sealed_non_text_uuid_is_refused(value: Any) -> None:
     order = (OrderTerm("id"),)
