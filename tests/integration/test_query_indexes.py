@@ -100,7 +100,7 @@ def seed_statements(backend: str) -> list[str]:
                    CASE WHEN i % 20 = 7 THEN NULL ELSE {ts("2030-01-01", spread)} END, {ts("2028-01-01", spread)}
             FROM {series(50_000)} JOIN u ON u.n = 1 + i % 1000""",
         f"""INSERT INTO patterns (user_id, pattern_type, confidence, created_at, updated_at)
-            SELECT u.id, CASE WHEN i % 100 < 3 THEN 'sleep' ELSE 'procrastination' END, ((i * 37) % 1000) / 1000.0,
+            SELECT u.id, CASE WHEN i % 100 < 3 THEN 'sleep' ELSE 'kind' || (i % 40) END, ((i * 37) % 1000) / 1000.0,
                    {ts("2028-01-01", spread)}, {ts("2030-01-01", spread)}
             FROM {series(50_000)} JOIN u ON u.n = 1 + i % 1000""",
         "ANALYZE",
