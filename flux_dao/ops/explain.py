@@ -55,6 +55,9 @@ async def explain_list(
 ) -> str:
     """The plan of ``GET /{resource}?{query_string}`` on the database at ``database_url``, as text.
 
+    A page whose order starts with a nullable column is read in two statements (values, then nulls): their plans
+    are separated by a ``--`` line.
+
     ``settings`` gives the manifest and the cursor secret (default: the project's manifest; the secret derived from
     ``api_keys``, as the service derives it), so a cursor taken from a real answer opens here too.
     """
@@ -75,10 +78,12 @@ async def explain_list(
     try:
         statements = ResourceStatements(entity.entity, entity.table, postgres=db.is_postgres)
         params = statements.params(plan.conditions) | {"limit": plan.limit + 1, "offset": plan.offset}
-        if plan.after is not None:
-            params |= {f"k{index}": value for index, value in enumerate(plan.after) if value is not None}
+        plans = []
         async with db.reading() as conn:
-            rows = await conn.all(_Explain(statements.rows(plan)), params)
+            for part in statements.rows(plan):  # a page around a nullable sort key reads values, then nulls
+                positions = {f"k{i}": value for i, value in enumerate(part.after or ()) if value is not None}
+                rows = await conn.all(_Explain(part.statement), params | positions)
+                plans.append("\n".join(" ".join(str(value) for value in row) for row in rows))
     finally:
         await db.dispose()
-    return "\n".join(" ".join(str(value) for value in row) for row in rows)
+    return "\n--\n".join(plans)

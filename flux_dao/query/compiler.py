@@ -7,22 +7,30 @@ positionally onto the Read struct.
 """
 
 from collections.abc import Sequence
-from typing import Any, Final
+from dataclasses import replace
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select, Update
 
-from flux_dao.manifest.columns import ColumnInfo, columns, default_order
+from flux_dao.manifest.columns import ColumnInfo, OrderTerm, columns, default_order
 from flux_dao.manifest.relations import Embed
 from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
 from flux_dao.query.conditions import after, condition_params, conditions, order_by
 from flux_dao.query.plans import Condition, ListPlan
 
-__all__ = ("MAX_CACHED_SHAPES", "ResourceStatements")
+__all__ = ("MAX_CACHED_SHAPES", "Part", "ResourceStatements")
 
 MAX_CACHED_SHAPES: Final = 256
 """Bound on cached statements of each kind per resource (one per shape a client sends)."""
+
+
+class Part(NamedTuple):
+    """One statement of a page and the keyset position it continues from (bound as ``:k0``, ``:k1``...)."""
+
+    statement: Select[Any]
+    after: tuple[Any, ...] | None
 
 
 class ResourceStatements:
@@ -56,19 +64,64 @@ class ResourceStatements:
         """The WHERE expressions of ``items``."""
         return conditions(self.table, items, self.info, postgres=self.postgres)
 
-    def rows(self, plan: ListPlan) -> Select[Any]:
-        """``SELECT ... WHERE <conditions> [AND <after the cursor>] ORDER BY ... LIMIT :limit OFFSET :offset``."""
-        key = (plan.shape, None if plan.after is None else tuple(v is None for v in plan.after))
+    def rows(self, plan: ListPlan) -> list[Part]:
+        """The statements of one page, run in turn until it is full: one, or two around a nullable first sort key.
+
+        ``SELECT ... WHERE <conditions> [AND <after the cursor>] ORDER BY ... LIMIT :limit OFFSET :offset``. When
+        the order starts with a nullable column (and the page starts at a cursor or at the top), nulls are read as a
+        part of their own, before or after the values: ``col IS NOT NULL ORDER BY col`` in either direction is the
+        plain order of an index on the column read forwards or backwards, so both ``sort=col`` and ``sort=-col``
+        seek (``DESC NULLS LAST`` in one statement is neither, and would scan and sort the whole table).
+        """
+        order = plan.order or self.default_order
+        first = order[0]
+        if plan.offset or first.field == "id" or not self.info[first.field].nullable:
+            return [Part(self._rows(plan.conditions, order, self.info, plan.after), plan.after)]
+        valued = {**self.info, first.field: replace(self.info[first.field], nullable=False)}
+        after = plan.after
+        in_nulls = after is not None and after[0] is None
+        in_values = after is not None and after[0] is not None
+
+        def values(position: tuple[Any, ...] | None) -> Part:
+            return Part(self._rows(plan.conditions, order, valued, position, first.field, nulls=False), position)
+
+        def nulls(position: tuple[Any, ...] | None) -> Part:
+            return Part(self._rows(plan.conditions, order[1:], self.info, position, first.field, nulls=True), position)
+
+        rest = after[1:] if in_nulls and after is not None else None
+        if first.nulls_first:  # nulls, then values: a cursor among the values has read every null
+            return [values(after)] if in_values else [nulls(rest), values(None)]
+        return [nulls(rest)] if in_nulls else [values(after), nulls(None)]
+
+    def _rows(
+        self,
+        items: Sequence[Condition],
+        order: tuple[OrderTerm, ...],
+        info: dict[str, ColumnInfo],
+        after_values: tuple[Any, ...] | None,
+        split: str | None = None,
+        nulls: bool = False,
+    ) -> Select[Any]:
+        """One statement of a page; with ``split``, only the rows whose ``split`` column is null (``nulls``) or not."""
+        key = (
+            tuple(c.shape for c in items),
+            order,
+            split,
+            nulls,
+            None if after_values is None else tuple(v is None for v in after_values),
+        )
         stmt = self._lists.get(key)
         if stmt is None:
-            order = plan.order or self.default_order
-            where = self.where(plan.conditions)
-            if plan.after is not None:
-                where.append(after(self.table, order, self.info, plan.after))
+            where = self.where(items)
+            if split is not None:
+                column = self.table.c[split]
+                where.append(column.is_(None) if nulls else column.is_not(None))
+            if after_values is not None:
+                where.append(after(self.table, order, info, after_values))
             stmt = (
                 sa.select(*self.columns)
                 .where(*where)
-                .order_by(*order_by(self.table, order, self.info))
+                .order_by(*order_by(self.table, order, info))
                 .limit(sa.bindparam("limit", type_=sa.Integer))
                 .offset(sa.bindparam("offset", type_=sa.Integer))
             )

@@ -44,6 +44,11 @@ WRITE_ATTEMPTS: Final = 3
 _TEXT_TYPES = frozenset({"string", "enum", "json", "list"})
 
 
+def _positions(after: tuple[Any, ...] | None) -> dict[str, Any]:
+    """A keyset position as the compiler's bound parameters (a null position is spelled in the SQL instead)."""
+    return {f"k{index}": value for index, value in enumerate(after or ()) if value is not None}
+
+
 def as_utc(value: datetime, field: str) -> datetime:
     """Naive datetimes are taken as UTC (as the earlier service's UTC session did); aware ones are converted.
 
@@ -159,15 +164,17 @@ class ResourceRepository:
         page itself proves the total: without a cursor, a last page that is not empty (or the first page) ends the
         result, so ``total = offset + len(items)``.
         """
-        params = self.statements.params(plan.conditions) | {"limit": plan.limit + 1, "offset": plan.offset}
-        if plan.after is not None:
-            params |= {f"k{index}": value for index, value in enumerate(plan.after) if value is not None}
-        read, embeds = self.read, plan.read.embeds
-        rows_statement = self.statements.rows(plan)
+        params = self.statements.params(plan.conditions) | {"offset": plan.offset}
+        read, embeds, wanted = self.read, plan.read.embeds, plan.limit + 1
+        parts = [(part.statement, params | _positions(part.after)) for part in self.statements.rows(plan)]
         count_statement = self.statements.count(plan.conditions) if plan.count else None
 
         async def run(conn: Connection) -> ListResult:
-            rows = await conn.all(rows_statement, params)
+            rows: list[Any] = []
+            for statement, bound in parts:  # the next part only while the page is not full
+                rows += await conn.all(statement, bound | {"limit": wanted - len(rows)})
+                if len(rows) >= wanted:
+                    break
             items = [read(*row) for row in rows[: plan.limit]]
             more = len(rows) > plan.limit
             if embeds and items:

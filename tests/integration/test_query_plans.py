@@ -50,7 +50,10 @@ def plans(pg_database: str) -> dict[str, str]:
             by_user = (Condition("user_id", "eq", user_id),)
             window = {"start": _ts("2030-01-02"), "end": _ts("2030-01-03")}
             cases: dict[str, tuple[Any, dict[str, Any]]] = {
-                "list": (statements.rows(ListPlan(conditions=by_user)), {"c0": user_id, "limit": 20, "offset": 0}),
+                "list": (
+                    statements.rows(ListPlan(conditions=by_user))[0].statement,
+                    {"c0": user_id, "limit": 20, "offset": 0},
+                ),
                 "count": (statements.count(by_user), {"c0": user_id}),
                 "by-timerange": (
                     statements.time_range("by-timerange", queries["by-timerange"]),

@@ -19,7 +19,7 @@ from flux_dao.manifest import load_manifest, parse_manifest
 from flux_dao.manifest.columns import OrderTerm
 from flux_dao.manifest.spec import TimeRangeQuery
 from flux_dao.query.compiler import ResourceStatements
-from flux_dao.query.conditions import SQLITE_LOWER
+from flux_dao.query.conditions import SQLITE_LOWER, after
 from flux_dao.query.plans import Condition, ListPlan
 from flux_dao.schema import build_resources
 
@@ -239,8 +239,15 @@ def test_contains_values_are_not_like_escaped() -> None:
 # --- ORDER BY -------------------------------------------------------------------------------------------------------
 
 
+def one(statements: ResourceStatements, plan: ListPlan) -> sa.Select[Any]:
+    """The statement of a page that is read in one (its order does not start with a nullable column, or it skips)."""
+    [part] = statements.rows(plan)
+    return part.statement
+
+
 def order_clause(resource: str, order: tuple[OrderTerm, ...], postgres: bool) -> str:
-    text = sql(STATEMENTS[postgres][resource].rows(ListPlan(order=order)), postgres)
+    # offset paging reads a page in one statement, its nulls placed by NULLS FIRST/LAST
+    text = sql(one(STATEMENTS[postgres][resource], ListPlan(order=order, offset=10)), postgres)
     return text.split(" ORDER BY ")[1].split(" LIMIT ")[0]
 
 
@@ -277,7 +284,7 @@ def test_nulls_are_placed_only_where_a_column_can_hold_them(
 
 @pytest.mark.parametrize("postgres", [PG, LITE])
 def test_rows_filter_order_then_page(postgres: bool) -> None:
-    text = sql(STATEMENTS[postgres]["tasks"].rows(ListPlan(conditions=(Condition("user_id", "eq", U1),))), postgres)
+    text = sql(one(STATEMENTS[postgres]["tasks"], ListPlan(conditions=(Condition("user_id", "eq", U1),))), postgres)
     assert text.index(" WHERE ") < text.index(" ORDER BY ") < text.index(" LIMIT ") < text.index(" OFFSET ")
     assert text.endswith(("LIMIT %(limit)s OFFSET %(offset)s", "LIMIT ? OFFSET ?"))
 
@@ -286,9 +293,13 @@ def test_rows_filter_order_then_page(postgres: bool) -> None:
 
 
 def keyset(
-    resource: str, order: tuple[OrderTerm, ...], after: tuple[Any, ...], postgres: bool, *items: Condition
+    resource: str, order: tuple[OrderTerm, ...], position: tuple[Any, ...], postgres: bool, *items: Condition
 ) -> str:
-    return where(STATEMENTS[postgres][resource].rows(ListPlan(conditions=items, order=order, after=after)), postgres)
+    """The WHERE clause of the rows after ``position``, as one statement would spell it (the predicate alone)."""
+    found = STATEMENTS[postgres][resource]
+    clause = after(found.table, order, found.info, position)
+    stmt = sa.select(found.table.c.id).where(*found.where(items), clause)
+    return where(stmt, postgres)
 
 
 CREATED = (OrderTerm("created_at", True), OrderTerm("id", True))
@@ -365,7 +376,7 @@ def test_isnull_true_and_false_do_not_share_a_statement(postgres: bool, kind: st
     def compiled(value: bool) -> str:
         items = (Condition("goal_id", "isnull", value),)
         if kind == "rows":
-            return sql(found["tasks"].rows(ListPlan(conditions=items)), postgres)
+            return sql(one(found["tasks"], ListPlan(conditions=items)), postgres)
         if kind == "count":
             return sql(found["tasks"].count(items), postgres)
         if kind == "time_range":
@@ -380,13 +391,71 @@ def test_isnull_true_and_false_do_not_share_a_statement(postgres: bool, kind: st
 
 def test_statements_are_cached_per_shape_and_null_pattern() -> None:
     tasks = STATEMENTS[PG]["tasks"]
-    first = tasks.rows(ListPlan(order=SCHEDULED, after=(WHEN, "a", U1)))
-    assert tasks.rows(ListPlan(order=SCHEDULED, after=(datetime.now(UTC), "b", U1))) is first
-    assert tasks.rows(ListPlan(order=SCHEDULED, after=(None, "a", U1))) is not first
-    assert tasks.rows(ListPlan(order=SCHEDULED)) is not first
-    filtered = tasks.rows(ListPlan(conditions=(Condition("status", "eq", "done"),)))
-    assert tasks.rows(ListPlan(conditions=(Condition("status", "eq", "missed"),))) is filtered
-    assert tasks.rows(ListPlan(conditions=(Condition("status", "ne", "done"),))) is not filtered
+    created = (OrderTerm("created_at", True), OrderTerm("title"), OrderTerm("id", True))
+    first = one(tasks, ListPlan(order=created, after=(WHEN, "a", U1)))
+    assert one(tasks, ListPlan(order=created, after=(datetime.now(UTC), "b", U1))) is first
+    assert one(tasks, ListPlan(order=created, after=(WHEN, None, U1))) is not first
+    assert one(tasks, ListPlan(order=created)) is not first
+    filtered = one(tasks, ListPlan(conditions=(Condition("status", "eq", "done"),)))
+    assert one(tasks, ListPlan(conditions=(Condition("status", "eq", "missed"),))) is filtered
+    assert one(tasks, ListPlan(conditions=(Condition("status", "ne", "done"),))) is not filtered
+
+
+# --- a nullable first sort key: values, then nulls ------------------------------------------------------------------
+
+
+def parts(resource: str, plan: ListPlan, postgres: bool = PG) -> list[tuple[str, str, tuple[Any, ...] | None]]:
+    """Each statement of a page: its WHERE clause, its ORDER BY, the position it continues from."""
+    found = []
+    for part in STATEMENTS[postgres][resource].rows(plan):
+        text = sql(part.statement, postgres)
+        clause = where(part.statement, postgres) if " WHERE " in text else ""
+        found.append((clause, text.split(" ORDER BY ")[1].split(" LIMIT ")[0], part.after))
+    return found
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_nullable_first_key_reads_the_values_then_the_nulls_each_in_plain_index_order(descending: bool) -> None:
+    direction = "DESC" if descending else "ASC"
+    order = (OrderTerm("scheduled_at", descending), OrderTerm("id", descending))
+    assert parts("tasks", ListPlan(order=order)) == [
+        ("tasks.scheduled_at IS NOT NULL", f"tasks.scheduled_at {direction}, tasks.id {direction}", None),
+        ("tasks.scheduled_at IS NULL", f"tasks.id {direction}", None),
+    ]
+
+
+def test_a_cursor_among_the_values_seeks_then_reads_every_null() -> None:
+    order = (OrderTerm("scheduled_at", True), OrderTerm("id", True))
+    [values, nulls] = parts("tasks", ListPlan(order=order, after=(WHEN, U1)))
+    assert values[0] == (
+        "tasks.scheduled_at IS NOT NULL AND tasks.scheduled_at <= %(k0)s AND (tasks.scheduled_at < %(k0)s "
+        "OR tasks.scheduled_at = %(k0)s AND tasks.id < %(k1)s)"
+    )
+    assert values[2] == (WHEN, U1)
+    assert nulls == ("tasks.scheduled_at IS NULL", "tasks.id DESC", None)
+
+
+def test_a_cursor_among_the_nulls_reads_only_the_rest_of_the_nulls() -> None:
+    order = (OrderTerm("scheduled_at"), OrderTerm("title", True), OrderTerm("id"))
+    assert parts("tasks", ListPlan(order=order, after=(None, "Run", U1)), LITE) == [
+        (
+            "tasks.scheduled_at IS NULL AND tasks.title <= ? AND (tasks.title < ? OR tasks.title = ? AND tasks.id > ?)",
+            "tasks.title DESC, tasks.id ASC",
+            ("Run", U1),
+        )
+    ]
+
+
+def test_nulls_first_reads_the_nulls_then_the_values() -> None:
+    [nulls, values] = parts("events", ListPlan())
+    assert (nulls[0], values[0]) == ("events.at IS NULL", "events.at IS NOT NULL")
+    [only] = parts("events", ListPlan(after=(WHEN, U1)))  # a cursor among the values has read every null
+    assert only[0].startswith("events.at IS NOT NULL AND events.at >= %(k0)s")
+
+
+def test_offset_paging_keeps_one_statement_with_nulls_placed_in_it() -> None:
+    [(_, order, _)] = parts("notification_log", ListPlan(offset=100))
+    assert order == "notification_log.sent_at DESC NULLS LAST, notification_log.id DESC"
 
 
 # --- embeds -------------------------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def postgres_sql(stmt: sa.ClauseElement) -> str:
 
 
 def test_task_list_filters_orders_and_pages(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["tasks"].rows(ListPlan(conditions=(Condition("user_id", "eq", None),))))
+    sql = postgres_sql(statements["tasks"].rows(ListPlan(conditions=(Condition("user_id", "eq", None),)))[0].statement)
     assert "WHERE tasks.user_id = %(c0)s" in sql
     assert "ORDER BY tasks.created_at DESC, tasks.id DESC" in sql
     assert "LIMIT %(limit)s" in sql
@@ -204,7 +204,7 @@ def test_task_list_filters_orders_and_pages(statements: dict[str, ResourceStatem
 
 
 def test_task_list_selects_every_read_column(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["tasks"].rows(ListPlan()))
+    sql = postgres_sql(statements["tasks"].rows(ListPlan())[0].statement)
     select = sql.split(" FROM ")[0]
     for column in ("tasks.id", "tasks.user_id", "tasks.status", "tasks.shared_with_goal_ids", "tasks.created_at"):
         assert column in select
@@ -212,12 +212,15 @@ def test_task_list_selects_every_read_column(statements: dict[str, ResourceState
 
 
 def test_notification_log_list_orders_nulls_last(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["notification_log"].rows(ListPlan()))
-    assert "ORDER BY notification_log.sent_at DESC NULLS LAST, notification_log.id DESC" in sql
+    [values, nulls] = statements["notification_log"].rows(ListPlan())  # values, then nulls: each in index order
+    assert "WHERE notification_log.sent_at IS NOT NULL ORDER BY notification_log.sent_at DESC" in postgres_sql(
+        values.statement
+    )
+    assert "WHERE notification_log.sent_at IS NULL ORDER BY notification_log.id DESC" in postgres_sql(nulls.statement)
 
 
 def test_patterns_list_orders_by_updated_at(statements: dict[str, ResourceStatements]) -> None:
-    sql = postgres_sql(statements["patterns"].rows(ListPlan()))
+    sql = postgres_sql(statements["patterns"].rows(ListPlan())[0].statement)
     assert "ORDER BY patterns.updated_at DESC, patterns.id DESC" in sql
 
 
