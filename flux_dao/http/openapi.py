@@ -44,6 +44,12 @@ _ACCESS_RESPONSES: Final = {
 }
 
 
+_URI_TOO_LONG: Final = (
+    "The request line is longer than FLUX_DAO_MAX_HEADER_BYTES (say, thousands of `in` values): answered by the "
+    "HTTP layer, which then closes the connection."
+)
+
+
 @dataclass
 class FluxOperation(Operation):
     """An operation without Litestar's automatic 400 response, and with the access problems of the key check.
@@ -51,7 +57,8 @@ class FluxOperation(Operation):
     flux-dao answers every validation failure with a 422 problem (declared per operation); the automatic 400 entry
     would document a status the service never sends, with a schema generated clients cannot parse. Every operation
     behind the key check (it declares 401) can also answer 403 (scope) and 429 (rate limit), with the same problem
-    body as its 401. An optional query parameter is documented without the ``null`` alternative Litestar derives
+    body as its 401; one that takes query parameters can also answer 414 (a request line over the head limit). An
+    optional query parameter is documented without the ``null`` alternative Litestar derives
     from ``X | None``: it is left out, never sent as null (``?goal_id=null`` is a 422), and a generated client that
     accepted None would drop it, silently turning a filter off.
     """
@@ -71,6 +78,8 @@ class FluxOperation(Operation):
         if isinstance(unauthorized, OpenAPIResponse):
             for status, description in _ACCESS_RESPONSES.items():
                 self.responses.setdefault(status, replace(unauthorized, description=description))
+            if any(isinstance(p, Parameter) and p.param_in == "query" for p in self.parameters or ()):
+                self.responses.setdefault("414", replace(unauthorized, description=_URI_TOO_LONG))
 
 
 def _not_null(parameter: Parameter) -> Parameter:

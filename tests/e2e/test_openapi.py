@@ -207,7 +207,8 @@ def test_list_paging_parameters_carry_their_bounds(doc: dict[str, Any]) -> None:
     skip, limit = parameters["skip"]["schema"], parameters["limit"]["schema"]
     assert skip["type"] == "integer"
     assert skip["minimum"] == 0
-    assert skip["default"] == 0
+    assert "default" not in skip  # a generated client would send it, and `cursor` refuses any `skip`
+    assert "default 0" in parameters["skip"]["description"]
     assert limit["type"] == "integer"
     assert limit["minimum"] == 1
     assert limit["maximum"] == 500
