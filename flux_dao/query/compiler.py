@@ -26,6 +26,21 @@ MAX_CACHED_SHAPES: Final = 256
 """Bound on cached statements of each kind per resource (one per shape a client sends)."""
 
 
+def _nulls_kept(items: Sequence[Condition], field: str) -> bool | None:
+    """Whether the filters keep only the rows where ``field`` is null (True), only those where it is not (False).
+
+    Every operator but ``ne`` and ``isnull=true`` compares a value, so no null row passes it. None: both can pass.
+    """
+    decided = None
+    for item in items:
+        if item.field != field or item.operator == "ne":
+            continue
+        if item.operator == "isnull" and item.value:
+            return True
+        decided = False
+    return decided
+
+
 class Part(NamedTuple):
     """One statement of a page and the keyset position it continues from (bound as ``:k0``, ``:k1``...)."""
 
@@ -78,6 +93,12 @@ class ResourceStatements:
         if plan.offset or first.field == "id" or not self.info[first.field].nullable:
             return [Part(self._rows(plan.conditions, order, self.info, plan.after), plan.after)]
         valued = {**self.info, first.field: replace(self.info[first.field], nullable=False)}
+        kept = _nulls_kept(plan.conditions, first.field)
+        if kept is not None:  # a filter on the key already decides: only values, or only nulls
+            if kept:
+                rest = None if plan.after is None else plan.after[1:]
+                return [Part(self._rows(plan.conditions, order[1:], self.info, rest, first.field, nulls=True), rest)]
+            return [Part(self._rows(plan.conditions, order, valued, plan.after, first.field, nulls=False), plan.after)]
         after = plan.after
         in_nulls = after is not None and after[0] is None
         in_values = after is not None and after[0] is not None

@@ -525,3 +525,20 @@ def test_embed_statements_are_cached_per_filter_shape() -> None:
     first = found["users"].embed(embed, found["tasks"], (Condition("status", "eq", "done"),))
     assert found["users"].embed(embed, found["tasks"], (Condition("status", "eq", "missed"),)) is first
     assert found["users"].embed(embed, found["tasks"], ()) is not first
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (Condition("scheduled_at", "gte", WHEN), ["tasks.scheduled_at IS NOT NULL"]),
+        (Condition("scheduled_at", "isnull", False), ["tasks.scheduled_at IS NOT NULL"]),
+        (Condition("scheduled_at", "isnull", True), ["tasks.scheduled_at IS NULL"]),
+        (Condition("status", "eq", "done"), ["tasks.scheduled_at IS NOT NULL", "tasks.scheduled_at IS NULL"]),
+    ],
+)
+def test_a_filter_on_the_nullable_key_that_decides_its_nullness_leaves_one_statement(
+    condition: Condition, expected: list[str]
+) -> None:
+    order = (OrderTerm("scheduled_at"), OrderTerm("id"))
+    found = parts("tasks", ListPlan(conditions=(condition,), order=order))
+    assert [clause.split(" AND ")[-1] for clause, _, _ in found] == expected
