@@ -5,6 +5,7 @@ ratio flux-dao / floor measures what the generic engine costs. No auth, no valid
 Run: ``BENCH_DSN=postgresql://... uvicorn bench.floor:create_app --factory``.
 """
 
+import base64
 import os
 import uuid
 from datetime import UTC, datetime
@@ -44,10 +45,11 @@ class Task(msgspec.Struct):
 class TaskPage(msgspec.Struct):
     items: list[Task]
     total: int | None
-    page: int
+    page: int | None
     page_size: int
     has_next: bool
     has_prev: bool
+    next_cursor: str | None
 
 
 class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,8 +103,34 @@ async def get_task(task_id: uuid.UUID) -> Response[Any]:
     return Response(Task(*row))
 
 
+def _cursor(*key: Any) -> str:
+    """An opaque next-page token: the last row's sort key (flux-dao's also binds filters and sort; not needed here)."""
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode()
+
+
+# S8: a user's tasks in some statuses over a half-open scheduled_at range, soonest first (nulls last, id tie-breaker)
+_S8_WHERE = "user_id = $1 AND status = ANY($2::text[]) AND scheduled_at >= $3 AND scheduled_at < $4"
+_S8_ROWS = (
+    f"SELECT {COLUMNS} FROM tasks WHERE {_S8_WHERE} ORDER BY scheduled_at ASC NULLS LAST, id ASC LIMIT $5 OFFSET $6"
+)
+_S8_COUNT = f"SELECT count(*) FROM tasks WHERE {_S8_WHERE}"
+
+
 @get("/api/v1/tasks")
-async def list_tasks(user_id: uuid.UUID, limit: int = 100, skip: int = 0, count: bool = True) -> TaskPage:
+async def list_tasks(
+    user_id: uuid.UUID,
+    limit: int = 100,
+    skip: int = 0,
+    count: bool = True,
+    status__in: str | None = None,
+    scheduled_at__gte: datetime | None = None,
+    scheduled_at__lt: datetime | None = None,
+    sort: str | None = None,
+) -> TaskPage:
+    if status__in is not None and scheduled_at__gte is not None and scheduled_at__lt is not None:
+        if sort != "scheduled_at":
+            raise NotImplementedError("the floor serves S8's sort only")
+        return await _s8_page(user_id, status__in.split(","), scheduled_at__gte, scheduled_at__lt, limit, skip, count)
     async with _pool.acquire() as conn:
         rows = await conn.fetch(
             f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
@@ -113,7 +141,27 @@ async def list_tasks(user_id: uuid.UUID, limit: int = 100, skip: int = 0, count:
         total = await conn.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user_id) if count else None
     items = [Task(*r) for r in rows]
     has_next = skip + limit < total if total is not None else len(items) == limit
-    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0)
+    cursor = _cursor(items[-1].created_at, items[-1].id) if has_next else None
+    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0, cursor)
+
+
+async def _s8_page(
+    user_id: uuid.UUID, statuses: list[str], since: datetime, until: datetime, limit: int, skip: int, count: bool
+) -> TaskPage:
+    """flux-dao's page logic: the COUNT only when the page does not prove the total; else one extra row."""
+    async with _pool.acquire() as conn:
+        rows = await conn.fetch(_S8_ROWS, user_id, statuses, since, until, limit if count else limit + 1, skip)
+        items = [Task(*r) for r in rows]
+        if not count:
+            total, has_next, items = None, len(items) > limit, items[:limit]
+        else:
+            if len(items) < limit and (items or skip == 0):
+                total = skip + len(items)
+            else:
+                total = await conn.fetchval(_S8_COUNT, user_id, statuses, since, until)
+            has_next = skip + limit < total
+    cursor = _cursor(items[-1].scheduled_at, items[-1].id) if has_next else None
+    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0, cursor)
 
 
 @post("/api/v1/tasks", status_code=201)
