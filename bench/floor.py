@@ -108,6 +108,8 @@ def _cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode()
 
 
+_S2_ROWS = f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+_S2_COUNT = "SELECT count(*) FROM tasks WHERE user_id = $1"
 # S8: a user's tasks in some statuses over a half-open scheduled_at range, soonest first (nulls last, id tie-breaker)
 _S8_WHERE = "user_id = $1 AND status = ANY($2::text[]) AND scheduled_at >= $3 AND scheduled_at < $4"
 _S8_ROWS = (
@@ -127,41 +129,31 @@ async def list_tasks(
     scheduled_at__lt: datetime | None = None,
     sort: str | None = None,
 ) -> TaskPage:
-    if status__in is not None and scheduled_at__gte is not None and scheduled_at__lt is not None:
-        if sort != "scheduled_at":
-            raise NotImplementedError("the floor serves S8's sort only")
-        return await _s8_page(user_id, status__in.split(","), scheduled_at__gte, scheduled_at__lt, limit, skip, count)
-    async with _pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-            user_id,
-            limit,
-            skip,
-        )
-        total = await conn.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user_id) if count else None
-    items = [Task(*r) for r in rows]
-    has_next = skip + limit < total if total is not None else len(items) == limit
-    cursor = _cursor(items[-1].created_at, items[-1].id) if has_next else None
-    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0, cursor)
+    if status__in is None and scheduled_at__gte is None and scheduled_at__lt is None and sort is None:
+        return await _page(_S2_ROWS, _S2_COUNT, (user_id,), limit, skip, count, "created_at")
+    if status__in is None or scheduled_at__gte is None or scheduled_at__lt is None or sort != "scheduled_at":
+        raise NotImplementedError("the floor serves S2's and S8's parameters only")
+    args = (user_id, status__in.split(","), scheduled_at__gte, scheduled_at__lt)
+    return await _page(_S8_ROWS, _S8_COUNT, args, limit, skip, count, "scheduled_at")
 
 
-async def _s8_page(
-    user_id: uuid.UUID, statuses: list[str], since: datetime, until: datetime, limit: int, skip: int, count: bool
+async def _page(
+    rows_sql: str, count_sql: str, args: tuple[Any, ...], limit: int, skip: int, count: bool, key: str
 ) -> TaskPage:
-    """flux-dao's page logic: the COUNT only when the page does not prove the total; else one extra row."""
+    """flux-dao's page logic: one row more than the page tells ``has_next``; the COUNT only when the page does not
+    prove the total (a last page that is not empty, or the first page, ends the result)."""
     async with _pool.acquire() as conn:
-        rows = await conn.fetch(_S8_ROWS, user_id, statuses, since, until, limit if count else limit + 1, skip)
-        items = [Task(*r) for r in rows]
+        rows = await conn.fetch(rows_sql, *args, limit + 1, skip)
+        items = [Task(*r) for r in rows[:limit]]
+        more = len(rows) > limit
         if not count:
-            total, has_next, items = None, len(items) > limit, items[:limit]
+            total = None
+        elif not more and (items or skip == 0):
+            total = skip + len(items)
         else:
-            if len(items) < limit and (items or skip == 0):
-                total = skip + len(items)
-            else:
-                total = await conn.fetchval(_S8_COUNT, user_id, statuses, since, until)
-            has_next = skip + limit < total
-    cursor = _cursor(items[-1].scheduled_at, items[-1].id) if has_next else None
-    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0, cursor)
+            total = await conn.fetchval(count_sql, *args)
+    cursor = _cursor(getattr(items[-1], key), items[-1].id) if more else None
+    return TaskPage(items, total, skip // limit + 1, limit, more, skip > 0, cursor)
 
 
 @post("/api/v1/tasks", status_code=201)
