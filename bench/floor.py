@@ -42,6 +42,33 @@ class Task(msgspec.Struct):
     created_at: datetime
 
 
+class Goal(msgspec.Struct):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    title: str
+    description: str | None
+    class_tags: list[str] | None
+    status: str
+    parent_goal_id: uuid.UUID | None
+    pipeline_order: int | None
+    activated_at: datetime | None
+    completed_at: datetime | None
+    target_weeks: int
+    plan_json: Any
+    created_at: datetime
+    tasks: list[Task] | msgspec.UnsetType = msgspec.UNSET
+
+
+class User(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    onboarded: bool
+    profile: Any
+    notification_preferences: Any
+    created_at: datetime
+    goals: list[Goal] | msgspec.UnsetType = msgspec.UNSET
+
+
 class TaskPage(msgspec.Struct):
     items: list[Task]
     total: int | None
@@ -156,6 +183,46 @@ async def _page(
     return TaskPage(items, total, skip // limit + 1, limit, more, skip > 0, cursor)
 
 
+_USER = "SELECT id, email, onboarded, profile, notification_preferences, created_at FROM users WHERE id = $1"
+_GOAL_COLUMNS = (
+    "id, user_id, title, description, class_tags, status, parent_goal_id, pipeline_order, activated_at, completed_at, "
+    "target_weeks, plan_json, created_at"
+)
+# S10's embeds, one statement per level whatever the number of parents: each parent's children in the child's default
+# order (created_at desc, id desc), at most include_limit (20) per parent
+_GOALS_OF_USERS = (
+    f"SELECT c.* FROM unnest($1::uuid[]) AS p(parent_id) JOIN LATERAL (SELECT {_GOAL_COLUMNS} FROM goals "
+    "WHERE goals.user_id = p.parent_id ORDER BY created_at DESC, id DESC LIMIT $2) AS c ON true"
+)
+_TASKS_OF_GOALS = (
+    f"SELECT c.* FROM unnest($1::uuid[]) AS p(parent_id) JOIN LATERAL (SELECT {COLUMNS} FROM tasks "
+    "WHERE tasks.goal_id = p.parent_id ORDER BY created_at DESC, id DESC LIMIT $2) AS c ON true"
+)
+INCLUDE_LIMIT = 20
+
+
+@get("/api/v1/users/{user_id:uuid}")
+async def get_user(user_id: uuid.UUID, include: str | None = None) -> Response[Any]:
+    """S10 (``include=goals.tasks``): the user, their goals, and each goal's tasks."""
+    if include not in (None, "goals.tasks"):
+        raise NotImplementedError("the floor serves S10's include only")
+    async with _pool.acquire() as conn:
+        row = await conn.fetchrow(_USER, user_id)
+        if row is None:
+            return Response({"detail": "not found"}, status_code=404)
+        user = User(*row)
+        if include:
+            user.goals = [Goal(*r) for r in await conn.fetch(_GOALS_OF_USERS, [user_id], INCLUDE_LIMIT)]
+            ids = [g.id for g in user.goals]
+            tasks = [Task(*r) for r in await conn.fetch(_TASKS_OF_GOALS, ids, INCLUDE_LIMIT)] if ids else []
+            by_goal: dict[uuid.UUID | None, list[Task]] = {}
+            for task in tasks:
+                by_goal.setdefault(task.goal_id, []).append(task)
+            for goal in user.goals:
+                goal.tasks = by_goal.get(goal.id, [])
+    return Response(user)
+
+
 @post("/api/v1/tasks", status_code=201)
 async def create_task(data: TaskCreate) -> Task:
     row = await _pool.fetchrow(
@@ -222,7 +289,7 @@ async def health() -> dict[str, str]:
 
 def create_app() -> Litestar:
     return Litestar(
-        [get_task, list_tasks, create_task, update_task, by_timerange, statistics, bulk_update, health],
+        [get_task, list_tasks, create_task, update_task, by_timerange, statistics, bulk_update, get_user, health],
         on_startup=[_startup],
         on_shutdown=[_shutdown],
         openapi_config=None,

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,10 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60
     raise RuntimeError(f"{url} did not become healthy in {timeout} s")
 
 
+SERVERS: dict[str, int] = {}
+"""url -> pid of the server process serving it, for the CPU it spends per request."""
+
+
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
@@ -112,11 +116,13 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
+        SERVERS[url] = process.pid
         yield url, process
     except Exception:
         print(Path(log.name).read_text()[-3000:], file=sys.stderr)
         raise
     finally:
+        SERVERS.pop(url, None)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
@@ -181,9 +187,28 @@ def rss_mb(root: subprocess.Popen[bytes]) -> list[float]:
     return workers or list(sizes.values())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server process and its workers so far."""
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for each in [pid, *(int(p) for p in (children.read_text().split() if children.exists() else []))]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def measure(args: argparse.Namespace, url: str, requests: list[Request]) -> load.Figures:
+    """One run; besides wrk's figures, the server's CPU per request (steadier than req/s on a shared host)."""
     loader = load.run_wrk if args.loader == "wrk" else load.run_python
-    return loader(url, requests, HEADERS, args.duration, args.connections)
+    pid = SERVERS.get(url)
+    before = cpu_seconds(pid) if pid else 0.0
+    figures = loader(url, requests, HEADERS, args.duration, args.connections)
+    if pid and figures.requests:
+        figures = replace(figures, cpu_us_per_req=(cpu_seconds(pid) - before) / figures.requests * 1e6)
+    return figures
 
 
 def warm(args: argparse.Namespace, url: str, requests: list[Request]) -> None:
@@ -198,6 +223,7 @@ def combine(runs: list[load.Figures]) -> dict[str, float]:
         "p99_ms": statistics.median(r.p99_ms for r in runs),
         "non_2xx": sum(r.non_2xx for r in runs),
         "requests": sum(r.requests for r in runs),
+        "cpu_us_per_req": statistics.median(r.cpu_us_per_req for r in runs),
     }
 
 
@@ -205,7 +231,7 @@ def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux
     results: dict[str, Any] = {}
     for key in keys:
         if key in PAIRED:
-            results[key] = run_paired(args, key, data, flux)
+            results[key] = run_paired(args, key, data, flux, floor)
             continue
         requests = requests_for(SCENARIOS[key], data)
         warm(args, floor, requests)
@@ -233,20 +259,30 @@ def paired_requests(
     raise KeyError(key)
 
 
-def run_paired(args: argparse.Namespace, key: str, data: Dataset, flux: str) -> dict[str, Any]:
-    """Two request lists on flux-dao alone, alternated A B A B; the target bounds probe p50 / base p50."""
+def run_paired(args: argparse.Namespace, key: str, data: Dataset, flux: str, floor: str) -> dict[str, Any]:
+    """Two request lists on flux-dao, alternated A B A B; the target bounds probe p50 / base p50.
+
+    A check with ``floor`` runs both lists on the floor too, in the same rounds; its figures go under ``floor``.
+    """
     check = PAIRED[key]
     base, probe, extra = paired_requests(args, key, data, flux)
-    warm(args, flux, base)
-    warm(args, flux, probe)
-    runs: dict[str, list[load.Figures]] = {check.base: [], check.probe: []}
+    targets = {"flux": flux, "floor": floor} if check.floor else {"flux": flux}
+    for url in targets.values():
+        warm(args, url, base)
+        warm(args, url, probe)
+    runs: dict[str, dict[str, list[load.Figures]]] = {t: {check.base: [], check.probe: []} for t in targets}
     for _ in range(args.rounds):
-        runs[check.base].append(measure(args, flux, base))
-        runs[check.probe].append(measure(args, flux, probe))
-    row: dict[str, Any] = {name: combine(r) for name, r in runs.items()}
-    before, after = row[check.base]["p50_ms"], row[check.probe]["p50_ms"]
-    row["p50_factor"] = after / before if before else float("nan")
-    row |= extra
+        for target, url in targets.items():
+            runs[target][check.base].append(measure(args, url, base))
+            runs[target][check.probe].append(measure(args, url, probe))
+    rows: dict[str, dict[str, Any]] = {}
+    for target, by_list in runs.items():
+        rows[target] = {name: combine(r) for name, r in by_list.items()}
+        before, after = rows[target][check.base]["p50_ms"], rows[target][check.probe]["p50_ms"]
+        rows[target]["p50_factor"] = after / before if before else float("nan")
+    row = rows["flux"] | extra
+    if "floor" in rows:
+        row["floor"] = rows["floor"]
     print_paired(key, row)
     return row
 
@@ -288,12 +324,24 @@ def print_paired(key: str, row: dict[str, Any]) -> None:
     check = PAIRED[key]
     base, probe = row[check.base], row[check.probe]
     verdict = "ok" if row["p50_factor"] <= check.target else f"ABOVE {check.target}"
+    bad = probe["non_2xx"] + base["non_2xx"]
     print(
-        f"{key:4} {check.title:47} {check.probe} {probe['rps']:8.0f} req/s p50 {probe['p50_ms']:6.2f} ms "
-        f"p99 {probe['p99_ms']:7.2f} ms non2xx {probe['non_2xx'] + base['non_2xx']:<4} | {check.base} "
-        f"{base['rps']:8.0f} req/s p50 {base['p50_ms']:6.2f} ms | p50 factor {row['p50_factor']:.2f} {verdict}",
+        f"{key:4} {check.title:47} {check.probe:>7} {probe['rps']:6.0f} req/s p50 {probe['p50_ms']:6.2f} ms "
+        f"p99 {probe['p99_ms']:7.2f} ms cpu {probe['cpu_us_per_req']:5.0f} us non2xx {bad:<3}"
+        f" | {check.base:>5} {base['rps']:6.0f} req/s p50 {base['p50_ms']:6.2f} ms cpu {base['cpu_us_per_req']:5.0f} us"
+        f" | p50 factor {row['p50_factor']:.2f} {verdict}",
         flush=True,
     )
+    if "floor" in row:
+        floor = row["floor"]
+        base, probe = floor[check.base], floor[check.probe]
+        print(
+            f"{'':4} {'  the same on the floor (raw asyncpg)':47} {check.probe:>7} {probe['rps']:6.0f} req/s p50 "
+            f"{probe['p50_ms']:6.2f} ms p99 {probe['p99_ms']:7.2f} ms cpu {probe['cpu_us_per_req']:5.0f} us non2xx "
+            f"{probe['non_2xx'] + base['non_2xx']:<3} | {check.base:>5} {base['rps']:6.0f} req/s p50 "
+            f"{base['p50_ms']:6.2f} ms cpu {base['cpu_us_per_req']:5.0f} us | p50 factor {floor['p50_factor']:.2f}",
+            flush=True,
+        )
 
 
 def print_row(key: str, row: dict[str, Any]) -> None:
@@ -304,9 +352,10 @@ def print_row(key: str, row: dict[str, Any]) -> None:
     target = TARGETS.get(key)
     verdict = "" if target is None else ("ok" if row["ratio"] >= target else f"BELOW {target}")
     print(
-        f"{key:4} {SCENARIOS[key].title:47} flux {flux['rps']:8.0f} req/s p50 {flux['p50_ms']:6.2f} ms "
-        f"p99 {flux['p99_ms']:7.2f} ms non2xx {flux['non_2xx']:<4} | floor {floor['rps']:8.0f} req/s "
-        f"p50 {floor['p50_ms']:6.2f} ms | ratio {row['ratio']:.2f} {verdict}",
+        f"{key:4} {SCENARIOS[key].title:47}    flux {flux['rps']:6.0f} req/s p50 {flux['p50_ms']:6.2f} ms "
+        f"p99 {flux['p99_ms']:7.2f} ms cpu {flux['cpu_us_per_req']:5.0f} us non2xx {flux['non_2xx']:<3} | floor "
+        f"{floor['rps']:6.0f} req/s p50 {floor['p50_ms']:6.2f} ms cpu {floor['cpu_us_per_req']:5.0f} us "
+        f"| ratio {row['ratio']:.2f} {verdict}",
         flush=True,
     )
 
@@ -351,15 +400,11 @@ def summary(report: dict[str, Any]) -> None:
         print(f"growth {key:4} p50 {row['p50_small_ms']:6.2f} ms -> {row['p50_big_ms']:6.2f} ms = {row['factor']:.2f}x")
 
 
-def non_2xx(report: dict[str, Any]) -> int:
-    """Non-2xx answers over every run, floor-compared and paired alike."""
-    return sum(
-        int(figures["non_2xx"])
-        for runs in report["runs"].values()
-        for row in runs.values()
-        for figures in row.values()
-        if isinstance(figures, dict)
-    )
+def non_2xx(node: Any) -> int:
+    """Non-2xx answers over every figure under ``node`` (the report's runs: floor-compared and paired alike)."""
+    if not isinstance(node, dict):
+        return 0
+    return int(node.get("non_2xx", 0)) + sum(non_2xx(value) for value in node.values())
 
 
 def machine() -> dict[str, Any]:
@@ -457,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.output / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}{'-tiny' if args.tiny else ''}.json"
     path.write_text(json.dumps(report, indent=2, default=lambda o: asdict(o)))
     print(f"saved {path}")
-    bad = non_2xx(report)
+    bad = non_2xx(report["runs"])
     if bad:
         print(f"FAIL: {bad} non-2xx responses", file=sys.stderr)
         return 1
