@@ -5,6 +5,7 @@ ratio flux-dao / floor measures what the generic engine costs. No auth, no valid
 Run: ``BENCH_DSN=postgresql://... uvicorn bench.floor:create_app --factory``.
 """
 
+import base64
 import os
 import uuid
 from datetime import UTC, datetime
@@ -41,13 +42,41 @@ class Task(msgspec.Struct):
     created_at: datetime
 
 
+class Goal(msgspec.Struct):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    title: str
+    description: str | None
+    class_tags: list[str] | None
+    status: str
+    parent_goal_id: uuid.UUID | None
+    pipeline_order: int | None
+    activated_at: datetime | None
+    completed_at: datetime | None
+    target_weeks: int
+    plan_json: Any
+    created_at: datetime
+    tasks: list[Task] | msgspec.UnsetType = msgspec.UNSET
+
+
+class User(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    onboarded: bool
+    profile: Any
+    notification_preferences: Any
+    created_at: datetime
+    goals: list[Goal] | msgspec.UnsetType = msgspec.UNSET
+
+
 class TaskPage(msgspec.Struct):
     items: list[Task]
     total: int | None
-    page: int
+    page: int | None
     page_size: int
     has_next: bool
     has_prev: bool
+    next_cursor: str | None
 
 
 class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,19 +130,97 @@ async def get_task(task_id: uuid.UUID) -> Response[Any]:
     return Response(Task(*row))
 
 
+def _cursor(*key: Any) -> str:
+    """An opaque next-page token: the last row's sort key (flux-dao's also binds filters and sort; not needed here)."""
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode()
+
+
+_S2_ROWS = f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+_S2_COUNT = "SELECT count(*) FROM tasks WHERE user_id = $1"
+# S8: a user's tasks in some statuses over a half-open scheduled_at range, soonest first (nulls last, id tie-breaker)
+_S8_WHERE = "user_id = $1 AND status = ANY($2::text[]) AND scheduled_at >= $3 AND scheduled_at < $4"
+_S8_ROWS = (
+    f"SELECT {COLUMNS} FROM tasks WHERE {_S8_WHERE} ORDER BY scheduled_at ASC NULLS LAST, id ASC LIMIT $5 OFFSET $6"
+)
+_S8_COUNT = f"SELECT count(*) FROM tasks WHERE {_S8_WHERE}"
+
+
 @get("/api/v1/tasks")
-async def list_tasks(user_id: uuid.UUID, limit: int = 100, skip: int = 0, count: bool = True) -> TaskPage:
+async def list_tasks(
+    user_id: uuid.UUID,
+    limit: int = 100,
+    skip: int = 0,
+    count: bool = True,
+    status__in: str | None = None,
+    scheduled_at__gte: datetime | None = None,
+    scheduled_at__lt: datetime | None = None,
+    sort: str | None = None,
+) -> TaskPage:
+    if status__in is None and scheduled_at__gte is None and scheduled_at__lt is None and sort is None:
+        return await _page(_S2_ROWS, _S2_COUNT, (user_id,), limit, skip, count, "created_at")
+    if status__in is None or scheduled_at__gte is None or scheduled_at__lt is None or sort != "scheduled_at":
+        raise NotImplementedError("the floor serves S2's and S8's parameters only")
+    args = (user_id, status__in.split(","), scheduled_at__gte, scheduled_at__lt)
+    return await _page(_S8_ROWS, _S8_COUNT, args, limit, skip, count, "scheduled_at")
+
+
+async def _page(
+    rows_sql: str, count_sql: str, args: tuple[Any, ...], limit: int, skip: int, count: bool, key: str
+) -> TaskPage:
+    """flux-dao's page logic: one row more than the page tells ``has_next``; the COUNT only when the page does not
+    prove the total (a last page that is not empty, or the first page, ends the result)."""
     async with _pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-            user_id,
-            limit,
-            skip,
-        )
-        total = await conn.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user_id) if count else None
-    items = [Task(*r) for r in rows]
-    has_next = skip + limit < total if total is not None else len(items) == limit
-    return TaskPage(items, total, skip // limit + 1, limit, has_next, skip > 0)
+        rows = await conn.fetch(rows_sql, *args, limit + 1, skip)
+        items = [Task(*r) for r in rows[:limit]]
+        more = len(rows) > limit
+        if not count:
+            total = None
+        elif not more and (items or skip == 0):
+            total = skip + len(items)
+        else:
+            total = await conn.fetchval(count_sql, *args)
+    cursor = _cursor(getattr(items[-1], key), items[-1].id) if more else None
+    return TaskPage(items, total, skip // limit + 1, limit, more, skip > 0, cursor)
+
+
+_USER = "SELECT id, email, onboarded, profile, notification_preferences, created_at FROM users WHERE id = $1"
+_GOAL_COLUMNS = (
+    "id, user_id, title, description, class_tags, status, parent_goal_id, pipeline_order, activated_at, completed_at, "
+    "target_weeks, plan_json, created_at"
+)
+# S10's embeds, one statement per level whatever the number of parents: each parent's children in the child's default
+# order (created_at desc, id desc), at most include_limit (20) per parent
+_GOALS_OF_USERS = (
+    f"SELECT c.* FROM unnest($1::uuid[]) AS p(parent_id) JOIN LATERAL (SELECT {_GOAL_COLUMNS} FROM goals "
+    "WHERE goals.user_id = p.parent_id ORDER BY created_at DESC, id DESC LIMIT $2) AS c ON true"
+)
+_TASKS_OF_GOALS = (
+    f"SELECT c.* FROM unnest($1::uuid[]) AS p(parent_id) JOIN LATERAL (SELECT {COLUMNS} FROM tasks "
+    "WHERE tasks.goal_id = p.parent_id ORDER BY created_at DESC, id DESC LIMIT $2) AS c ON true"
+)
+INCLUDE_LIMIT = 20
+
+
+@get("/api/v1/users/{user_id:uuid}")
+async def get_user(user_id: uuid.UUID, include: str | None = None) -> Response[Any]:
+    """S10 (``include=goals.tasks``): the user, their goals, and each goal's tasks."""
+    if include not in (None, "goals.tasks"):
+        raise NotImplementedError("the floor serves S10's include only")
+    async with _pool.acquire() as conn:
+        row = await conn.fetchrow(_USER, user_id)
+        if row is None:
+            return Response({"detail": "not found"}, status_code=404)
+        user = User(*row)
+        if include:
+            user.goals = [Goal(*r) for r in await conn.fetch(_GOALS_OF_USERS, [user_id], INCLUDE_LIMIT)]
+            ids = [g.id for g in user.goals]
+            tasks = [Task(*r) for r in await conn.fetch(_TASKS_OF_GOALS, ids, INCLUDE_LIMIT)] if ids else []
+            by_goal: dict[uuid.UUID | None, list[Task]] = {}
+            for task in tasks:
+                by_goal.setdefault(task.goal_id, []).append(task)
+            for goal in user.goals:
+                goal.tasks = by_goal.get(goal.id, [])
+    return Response(user)
 
 
 @post("/api/v1/tasks", status_code=201)
@@ -182,7 +289,7 @@ async def health() -> dict[str, str]:
 
 def create_app() -> Litestar:
     return Litestar(
-        [get_task, list_tasks, create_task, update_task, by_timerange, statistics, bulk_update, health],
+        [get_task, list_tasks, create_task, update_task, by_timerange, statistics, bulk_update, get_user, health],
         on_startup=[_startup],
         on_shutdown=[_shutdown],
         openapi_config=None,

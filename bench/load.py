@@ -24,6 +24,8 @@ class Figures:
     p99_ms: float
     requests: int
     non_2xx: int
+    cpu_us_per_req: float = float("nan")
+    """CPU time (user + system) the server's processes spent per request during the run; set by the driver."""
 
 
 def have_wrk() -> bool:

@@ -1,7 +1,8 @@
 """The benchmark driver: start both servers, seed, load each scenario A B A B, report and save.
 
-python -m bench                      # 100k tasks, then 1M for the growth columns; about 15 minutes
+python -m bench                      # 100k tasks, then 1M for the growth columns; about 20 minutes
 python -m bench --no-growth          # 100k only
+python -m bench --scenarios S1,S8,S9,S10 --no-workers-check --no-startup   # the query-language scenarios (#9)
 python -m bench --tiny               # seconds; what the smoke test runs (no timing claims)
 """
 
@@ -20,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,22 @@ import asyncpg
 import httpx
 
 from bench import load
-from bench.scenarios import SCENARIOS, requests_for
+from bench.scenarios import ALL, PAIRED, SCENARIOS, Request, cursor_requests, include_requests, requests_for
 from bench.seed import Dataset, seed
 from bench.startup import measure_startup
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key"
-TARGETS = {"S1": 0.67, "S2": 0.5, "S2b": 0.5, "S3": 0.5, "S4": 0.5, "S5": 0.6, "S6": 0.6, "S7": 0.5}
+HEADERS = {"X-Flux-Service-Key": KEY, "Content-Type": "application/json"}
+TARGETS = {"S1": 0.67, "S2": 0.5, "S2b": 0.5, "S3": 0.5, "S4": 0.5, "S5": 0.6, "S6": 0.6, "S7": 0.5, "S8": 0.6}
+"""flux-dao req/s / floor req/s, at least."""
+PAIRED_TARGETS = {key: check.target for key, check in PAIRED.items()}
+"""probe p50 / base p50 on flux-dao, at most (S9 deep cursor page / first page; S10 include / S1)."""
 GROWTH = ("S1", "S2b", "S5", "S6")
+GROWTH_PAIRED = ("S9",)
+"""Rerun at the growth size too; S9's target is stated at 1M tasks."""
+GROWTH_FACTOR, RSS_MB, WORKERS_SPEEDUP = 1.5, 150.0, 1.3
+STARTUP_S = {"6 resources": 1.5, "100 resources": 5.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per scenario and target")
     p.add_argument("--rounds", type=int, default=2, help="A B rounds per scenario")
     p.add_argument("--connections", type=int, default=32)
-    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    p.add_argument("--scenarios", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    p.add_argument("--cursor-depth", type=int, default=5000, help="S9: rows before the deep cursor pages (--tiny: 500)")
     p.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--tiny", action="store_true", help="smoke mode: tiny data, 1 s runs, python loader, no growth")
@@ -67,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.scale, args.duration, args.warmup, args.rounds = 0.02, 1.0, 0.3, 1
         args.no_growth = args.no_workers_check = True
         args.connections = 4
+        args.cursor_depth = min(args.cursor_depth, 500)
         if args.loader == "auto":
             args.loader = "python"
     return args
@@ -92,6 +103,10 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60
     raise RuntimeError(f"{url} did not become healthy in {timeout} s")
 
 
+SERVERS: dict[str, int] = {}
+"""url -> pid of the server process serving it, for the CPU it spends per request."""
+
+
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
@@ -101,11 +116,13 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
+        SERVERS[url] = process.pid
         yield url, process
     except Exception:
         print(Path(log.name).read_text()[-3000:], file=sys.stderr)
         raise
     finally:
+        SERVERS.pop(url, None)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
@@ -170,18 +187,33 @@ def rss_mb(root: subprocess.Popen[bytes]) -> list[float]:
     return workers or list(sizes.values())
 
 
-def measure(args: argparse.Namespace, url: str, requests: list[Any]) -> load.Figures:
-    loader = load.run_wrk if args.loader == "wrk" else load.run_python
-    return loader(
-        url, requests, {"X-Flux-Service-Key": KEY, "Content-Type": "application/json"}, args.duration, args.connections
-    )
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server process and its workers so far."""
+    total = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for each in [pid, *(int(p) for p in (children.read_text().split() if children.exists() else []))]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def warm(args: argparse.Namespace, url: str, requests: list[Any]) -> None:
+def measure(args: argparse.Namespace, url: str, requests: list[Request]) -> load.Figures:
+    """One run; besides wrk's figures, the server's CPU per request (steadier than req/s on a shared host)."""
     loader = load.run_wrk if args.loader == "wrk" else load.run_python
-    loader(
-        url, requests, {"X-Flux-Service-Key": KEY, "Content-Type": "application/json"}, args.warmup, args.connections
-    )
+    pid = SERVERS.get(url)
+    before = cpu_seconds(pid) if pid else 0.0
+    figures = loader(url, requests, HEADERS, args.duration, args.connections)
+    if pid and figures.requests:
+        figures = replace(figures, cpu_us_per_req=(cpu_seconds(pid) - before) / figures.requests * 1e6)
+    return figures
+
+
+def warm(args: argparse.Namespace, url: str, requests: list[Request]) -> None:
+    loader = load.run_wrk if args.loader == "wrk" else load.run_python
+    loader(url, requests, HEADERS, args.warmup, args.connections)
 
 
 def combine(runs: list[load.Figures]) -> dict[str, float]:
@@ -191,12 +223,16 @@ def combine(runs: list[load.Figures]) -> dict[str, float]:
         "p99_ms": statistics.median(r.p99_ms for r in runs),
         "non_2xx": sum(r.non_2xx for r in runs),
         "requests": sum(r.requests for r in runs),
+        "cpu_us_per_req": statistics.median(r.cpu_us_per_req for r in runs),
     }
 
 
 def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux: str, floor: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for key in keys:
+        if key in PAIRED:
+            results[key] = run_paired(args, key, data, flux, floor)
+            continue
         requests = requests_for(SCENARIOS[key], data)
         warm(args, floor, requests)
         warm(args, flux, requests)
@@ -204,17 +240,59 @@ def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux
         for _ in range(args.rounds):  # A B A B: drift on a shared machine cancels
             runs["floor"].append(measure(args, floor, requests))
             runs["flux"].append(measure(args, flux, requests))
-        row = {target: combine(r) for target, r in runs.items()}
+        row: dict[str, Any] = {target: combine(r) for target, r in runs.items()}
         row["ratio"] = row["flux"]["rps"] / row["floor"]["rps"] if row["floor"]["rps"] else float("nan")
         results[key] = row
         print_row(key, row)
     return results
 
 
+def paired_requests(
+    args: argparse.Namespace, key: str, data: Dataset, flux: str
+) -> tuple[list[Request], list[Request], dict[str, Any]]:
+    """The base and probe request lists of a paired check, and what to record about them."""
+    if key == "S9":
+        first, deep = cursor_requests(flux, HEADERS, args.cursor_depth)
+        return first, deep, {"depth_rows": args.cursor_depth, "deep_pages": len(deep), "path": first[0][1]}
+    if key == "S10":
+        return requests_for(SCENARIOS["S1"], data), include_requests(data), {"path": include_requests(data, 7, 1)[0][1]}
+    raise KeyError(key)
+
+
+def run_paired(args: argparse.Namespace, key: str, data: Dataset, flux: str, floor: str) -> dict[str, Any]:
+    """Two request lists on flux-dao, alternated A B A B; the target bounds probe p50 / base p50.
+
+    A check with ``floor`` runs both lists on the floor too, in the same rounds; its figures go under ``floor``.
+    """
+    check = PAIRED[key]
+    base, probe, extra = paired_requests(args, key, data, flux)
+    targets = {"flux": flux, "floor": floor} if check.floor else {"flux": flux}
+    for url in targets.values():
+        warm(args, url, base)
+        warm(args, url, probe)
+    runs: dict[str, dict[str, list[load.Figures]]] = {t: {check.base: [], check.probe: []} for t in targets}
+    for _ in range(args.rounds):
+        for target, url in targets.items():
+            runs[target][check.base].append(measure(args, url, base))
+            runs[target][check.probe].append(measure(args, url, probe))
+    rows: dict[str, dict[str, Any]] = {}
+    for target, by_list in runs.items():
+        rows[target] = {name: combine(r) for name, r in by_list.items()}
+        before, after = rows[target][check.base]["p50_ms"], rows[target][check.probe]["p50_ms"]
+        rows[target]["p50_factor"] = after / before if before else float("nan")
+    row = rows["flux"] | extra
+    if "floor" in rows:
+        row["floor"] = rows["floor"]
+    print_paired(key, row)
+    return row
+
+
 def growth(small: dict[str, Any], big: dict[str, Any]) -> dict[str, dict[str, float]]:
     """flux-dao p50 at both data sizes, side by side (target: less than 1.5x)."""
     table = {}
     for key in big:
+        if key not in GROWTH or key not in small:
+            continue
         before, after = small[key]["flux"]["p50_ms"], big[key]["flux"]["p50_ms"]
         table[key] = {"p50_small_ms": before, "p50_big_ms": after, "factor": after / before}
         print(f"growth {key:4} p50 {before:6.2f} ms -> {after:6.2f} ms = {after / before:.2f}x", flush=True)
@@ -231,7 +309,7 @@ def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str
         for _ in range(args.rounds):
             runs["one"].append(measure(args, one, requests))
             runs["two"].append(measure(args, two, requests))
-        result = {name: combine(r) for name, r in runs.items()}
+        result: dict[str, Any] = {name: combine(r) for name, r in runs.items()}
         result["speedup"] = result["two"]["rps"] / result["one"]["rps"]
         result["rss_mb_two_workers"] = rss_mb(process)
     print(
@@ -242,16 +320,91 @@ def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str
     return result
 
 
+def print_paired(key: str, row: dict[str, Any]) -> None:
+    check = PAIRED[key]
+    base, probe = row[check.base], row[check.probe]
+    verdict = "ok" if row["p50_factor"] <= check.target else f"ABOVE {check.target}"
+    bad = probe["non_2xx"] + base["non_2xx"]
+    print(
+        f"{key:4} {check.title:47} {check.probe:>7} {probe['rps']:6.0f} req/s p50 {probe['p50_ms']:6.2f} ms "
+        f"p99 {probe['p99_ms']:7.2f} ms cpu {probe['cpu_us_per_req']:5.0f} us non2xx {bad:<3}"
+        f" | {check.base:>5} {base['rps']:6.0f} req/s p50 {base['p50_ms']:6.2f} ms cpu {base['cpu_us_per_req']:5.0f} us"
+        f" | p50 factor {row['p50_factor']:.2f} {verdict}",
+        flush=True,
+    )
+    if "floor" in row:
+        floor = row["floor"]
+        base, probe = floor[check.base], floor[check.probe]
+        print(
+            f"{'':4} {'  the same on the floor (raw asyncpg)':47} {check.probe:>7} {probe['rps']:6.0f} req/s p50 "
+            f"{probe['p50_ms']:6.2f} ms p99 {probe['p99_ms']:7.2f} ms cpu {probe['cpu_us_per_req']:5.0f} us non2xx "
+            f"{probe['non_2xx'] + base['non_2xx']:<3} | {check.base:>5} {base['rps']:6.0f} req/s p50 "
+            f"{base['p50_ms']:6.2f} ms cpu {base['cpu_us_per_req']:5.0f} us | p50 factor {floor['p50_factor']:.2f}",
+            flush=True,
+        )
+
+
 def print_row(key: str, row: dict[str, Any]) -> None:
+    if key in PAIRED:
+        print_paired(key, row)
+        return
     flux, floor = row["flux"], row["floor"]
     target = TARGETS.get(key)
     verdict = "" if target is None else ("ok" if row["ratio"] >= target else f"BELOW {target}")
     print(
-        f"{key:4} {SCENARIOS[key].title:47} flux {flux['rps']:8.0f} req/s p50 {flux['p50_ms']:6.2f} ms "
-        f"p99 {flux['p99_ms']:7.2f} ms non2xx {flux['non_2xx']:<4} | floor {floor['rps']:8.0f} req/s "
-        f"p50 {floor['p50_ms']:6.2f} ms | ratio {row['ratio']:.2f} {verdict}",
+        f"{key:4} {SCENARIOS[key].title:47}    flux {flux['rps']:6.0f} req/s p50 {flux['p50_ms']:6.2f} ms "
+        f"p99 {flux['p99_ms']:7.2f} ms cpu {flux['cpu_us_per_req']:5.0f} us non2xx {flux['non_2xx']:<3} | floor "
+        f"{floor['rps']:6.0f} req/s p50 {floor['p50_ms']:6.2f} ms cpu {floor['cpu_us_per_req']:5.0f} us "
+        f"| ratio {row['ratio']:.2f} {verdict}",
         flush=True,
     )
+
+
+def checks(report: dict[str, Any], main_size: str) -> list[dict[str, Any]]:
+    """Every target the run measured, PASS or FAIL (timing targets are only meaningful with wrk, not --tiny)."""
+    found: list[dict[str, Any]] = []
+
+    def check(name: str, value: float, op: str, target: float, unit: str = "") -> None:
+        passed = value >= target if op == ">=" else value < target if op == "<" else value <= target
+        found.append({"check": name, "value": value, "op": op, "target": target, "pass": passed})
+        print(f"{'PASS' if passed else 'FAIL'} {name}: {value:.2f}{unit} {op} {target}{unit}", flush=True)
+
+    for size, runs in report["runs"].items():
+        for key, row in runs.items():
+            if key in PAIRED:
+                check(
+                    f"{key} {PAIRED[key].title}, p50 at {size} tasks", row["p50_factor"], "<=", PAIRED[key].target, "x"
+                )
+            elif key in TARGETS and size == main_size:
+                check(f"{key} {SCENARIOS[key].title}, flux-dao / floor req/s", row["ratio"], ">=", TARGETS[key], "x")
+    for key, row in report.get("growth_p50", {}).items():
+        check(f"{key} p50 growth {main_size} -> more tasks", row["factor"], "<", GROWTH_FACTOR, "x")
+    if "workers_2_s1" in report:
+        check("S1 with --workers 2 / one worker, req/s", report["workers_2_s1"]["speedup"], ">=", WORKERS_SPEEDUP, "x")
+    if report.get("rss_mb_after_run"):
+        check("RSS per flux-dao worker after the run", max(report["rss_mb_after_run"]), "<", RSS_MB, " MB")
+    for label, seconds in report.get("startup_s", {}).items():
+        if label in STARTUP_S:
+            check(f"start-up to first /health 200, {label}", seconds, "<", STARTUP_S[label], " s")
+    return found
+
+
+def summary(report: dict[str, Any]) -> None:
+    """Every measured row again, one table per data size, then the growth factors."""
+    print("\n== summary ==", flush=True)
+    for size, runs in report["runs"].items():
+        print(f"-- {size} tasks", flush=True)
+        for key, row in runs.items():
+            print_row(key, row)
+    for key, row in report.get("growth_p50", {}).items():
+        print(f"growth {key:4} p50 {row['p50_small_ms']:6.2f} ms -> {row['p50_big_ms']:6.2f} ms = {row['factor']:.2f}x")
+
+
+def non_2xx(node: Any) -> int:
+    """Non-2xx answers over every figure under ``node`` (the report's runs: floor-compared and paired alike)."""
+    if not isinstance(node, dict):
+        return 0
+    return int(node.get("non_2xx", 0)) + sum(non_2xx(value) for value in node.values())
 
 
 def machine() -> dict[str, Any]:
@@ -293,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.loader == "python" and not args.tiny:
         print(f"note: {load.WRK_MISSING} Falling back to the slower python loader.", file=sys.stderr)
     keys = [k.strip() for k in args.scenarios.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in ALL]
+    if unknown:
+        print(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(ALL)}", file=sys.stderr)
+        return 2
     name = f"flux_bench_{uuid.uuid4().hex[:8]}"
     base = args.dsn.rsplit("/", 1)[0]
     dsn = f"{base}/{name}"
@@ -310,13 +467,14 @@ def main(argv: list[str] | None = None) -> int:
             "loader": args.loader,
             "scale": args.scale,
         },
-        "targets": TARGETS,
+        "targets": {"floor_ratio": TARGETS, "p50_factor": PAIRED_TARGETS, "growth_p50_factor": GROWTH_FACTOR},
     }
     asyncio.run(admin(args.dsn, f'CREATE DATABASE "{name}"'))
     try:
         with flux_server(db_url, args.workers) as (flux, flux_process), floor_server(dsn) as (floor, _):
             print(f"seeding scale {args.scale} ...", flush=True)
             data = asyncio.run(seed(dsn, args.scale))
+            main_size = f"{data.tasks}"
             print(f"{data.tasks} tasks; running {', '.join(keys)}", flush=True)
             report["runs"] = {f"{data.tasks}": run_scenarios(args, keys, data, flux, floor)}
             report["rss_mb_after_run"] = rss_mb(flux_process)
@@ -326,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_growth:
                 print(f"seeding scale {args.growth_scale} ...", flush=True)
                 big = asyncio.run(seed(dsn, args.growth_scale))
-                grow = [k for k in GROWTH if k in keys]
+                grow = [k for k in keys if k in GROWTH or k in GROWTH_PAIRED]
                 print(f"{big.tasks} tasks; running {', '.join(grow)}", flush=True)
                 report["runs"][f"{big.tasks}"] = run_scenarios(args, grow, big, flux, floor)
                 report["growth_p50"] = growth(report["runs"][f"{data.tasks}"], report["runs"][f"{big.tasks}"])
@@ -336,11 +494,15 @@ def main(argv: list[str] | None = None) -> int:
         report["startup_s"] = measure_startup(runs=1 if args.tiny else 3)
         for label, seconds in report["startup_s"].items():
             print(f"start-up to first /health 200, {label}: {seconds:.2f} s")
+    summary(report)
+    if args.tiny:
+        print("(--tiny: smoke mode, no timing claims)")
+    report["checks"] = checks(report, main_size)
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}{'-tiny' if args.tiny else ''}.json"
     path.write_text(json.dumps(report, indent=2, default=lambda o: asdict(o)))
     print(f"saved {path}")
-    bad = sum(row[t]["non_2xx"] for runs in report["runs"].values() for row in runs.values() for t in ("flux", "floor"))
+    bad = non_2xx(report["runs"])
     if bad:
         print(f"FAIL: {bad} non-2xx responses", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ over 30 days, mixed statuses, and one notification row per 100 tasks. ``--scale 
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -77,7 +78,7 @@ async def seed(dsn: str, scale: float, seed_value: int = 42) -> Dataset:
     return data
 
 
-async def _flush(conn: asyncpg.Connection, goal_rows: list[tuple], task_rows: list[tuple]) -> None:
+async def _flush(conn: asyncpg.Connection, goal_rows: list[tuple[Any, ...]], task_rows: list[tuple[Any, ...]]) -> None:
     await conn.copy_records_to_table(
         "goals", records=goal_rows, columns=["id", "user_id", "title", "status", "target_weeks", "created_at"]
     )
