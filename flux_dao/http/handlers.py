@@ -1,8 +1,10 @@
 """One Litestar Router per resource, its handlers closures over that resource's generated classes.
 
 Litestar reads handler signatures at runtime, so each handler is annotated with the real generated structs (this
-module must not use ``from __future__ import annotations``). The list handler's filter parameters depend on the
-manifest, so its signature is built as data and set as ``__signature__``/``__annotations__``.
+module must not use ``from __future__ import annotations``); a signature that depends on the manifest (the row id's
+path parameter) is built as data and set as ``__signature__``/``__annotations__``. The read routes take their query
+string through the query language's parser (``flux_dao.http.request``), which the request check runs once, and
+document its parameters from the same tables (``flux_dao.http.query_docs``).
 """
 
 import inspect

@@ -1,9 +1,11 @@
 """The one generic repository: every resource's reads and writes, as SQLAlchemy Core statements.
 
-One instance per resource, holding that resource's cached statements. Every operation is one statement on one
-pooled connection (a COUNT is a second one, only when a list needs it); rows map positionally onto the Read struct
-without re-validation. Values are checked for what the databases would refuse differently (out-of-range datetimes,
-NUL characters) before they are sent, and every failure leaves as a ``flux_dao.errors`` value.
+One instance per resource, holding that resource's cached statements. Every operation runs on one pooled
+connection, as one statement where it can: a list page adds a COUNT only when it needs one, a second statement when
+its order starts with a nullable column (values, then nulls), and one statement per embed level, whatever the number
+of rows. Rows map positionally onto the Read struct without re-validation. Values are checked for what the
+databases would refuse differently (out-of-range datetimes, NUL characters) before they are sent, and every failure
+leaves as a ``flux_dao.errors`` value.
 """
 
 import math
