@@ -28,6 +28,7 @@ from flux_dao.query.plans import Condition
 __all__ = ("SQLITE_LOWER", "after", "condition_params", "conditions", "order_by")
 
 SQLITE_LOWER: Final = "flux_lower"
+"""``icontains``' Unicode lower case on SQLite, registered on every connection by ``flux_dao.store.db``."""
 _ESCAPE: Final = "\\"
 _JSONB = postgresql.JSONB(none_as_null=True)
 

@@ -38,9 +38,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
 from flux_dao.errors import DatabaseUnreachableError
+from flux_dao.query.conditions import SQLITE_LOWER
 
 __all__ = (
-    "SQLITE_LOWER",
     "Connection",
     "Database",
     "PoolStats",
@@ -52,10 +52,6 @@ __all__ = (
 
 _SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _STATEMENT_CACHE_SIZE = 1024
-
-
-SQLITE_LOWER: Final = "flux_lower"
-"""A Unicode lower-case function registered on every SQLite connection."""
 
 
 def _lower(value: object) -> object:
