@@ -284,10 +284,17 @@ def test_filter_on_an_indexed_field_uses_an_index(seeded, resource, query):
     assert uses_an_index(plan, seeded.backend), plan
 
 
-@pytest.mark.parametrize(("resource", "query"), FILTER_CASES)
+SEEK_CASES = [
+    (resource, query)
+    for resource, query in FILTER_CASES
+    # one `in` value: sorting by the field collapses to id and the planner may rightly walk the primary key (the
+    # case's index use is proven by the test above)
+    if not (re.search(r"__in=[^,&]*(&|$)", query) and query.count("__in=") == 1)
+]
+
+
+@pytest.mark.parametrize(("resource", "query"), SEEK_CASES)
 def test_filter_on_an_indexed_field_seeks_when_sorted_by_that_field(seeded, resource, query):
-    if re.search(r"__in=[^,&]*(&|$)", query) and query.count("__in=") == 1:
-        pytest.skip("one value: the sort collapses to id and the planner may walk the primary key; see the others")
     check_declared_and_indexed(seeded, resource, query)
     field = sorted(operators_in(query))[0][0]
     sorted_by_it = query if "sort=" in query else f"{query}&sort={field}"
