@@ -81,8 +81,7 @@ async def explain_list(
         plans = []
         async with db.reading() as conn:
             for part in statements.rows(plan):  # a page around a nullable sort key reads values, then nulls
-                positions = {f"k{i}": value for i, value in enumerate(part.after or ()) if value is not None}
-                rows = await conn.all(_Explain(part.statement), params | positions)
+                rows = await conn.all(_Explain(part.statement), params | part.positions)
                 plans.append("\n".join(" ".join(str(value) for value in row) for row in rows))
     finally:
         await db.dispose()

@@ -47,6 +47,11 @@ class Part(NamedTuple):
     statement: Select[Any]
     after: tuple[Any, ...] | None
 
+    @property
+    def positions(self) -> dict[str, Any]:
+        """The keyset position as bound parameters (a null position is spelled in the SQL instead)."""
+        return {f"k{index}": value for index, value in enumerate(self.after or ()) if value is not None}
+
 
 class ResourceStatements:
     """The statements of one resource."""

@@ -46,11 +46,6 @@ WRITE_ATTEMPTS: Final = 3
 _TEXT_TYPES = frozenset({"string", "enum", "json", "list"})
 
 
-def _positions(after: tuple[Any, ...] | None) -> dict[str, Any]:
-    """A keyset position as the compiler's bound parameters (a null position is spelled in the SQL instead)."""
-    return {f"k{index}": value for index, value in enumerate(after or ()) if value is not None}
-
-
 def as_utc(value: datetime, field: str) -> datetime:
     """Naive datetimes are taken as UTC (as the earlier service's UTC session did); aware ones are converted.
 
@@ -168,7 +163,7 @@ class ResourceRepository:
         """
         params = self.statements.params(plan.conditions) | {"offset": plan.offset}
         read, embeds, wanted = self.read, plan.read.embeds, plan.limit + 1
-        parts = [(part.statement, params | _positions(part.after)) for part in self.statements.rows(plan)]
+        parts = [(part.statement, params | part.positions) for part in self.statements.rows(plan)]
         count_statement = self.statements.count(plan.conditions) if plan.count else None
 
         async def run(conn: Connection) -> ListResult:
