@@ -231,6 +231,15 @@ class HttpParser(StrEnum):
     """h11 (pure Python)."""
 
 
+class SqliteSync(StrEnum):
+    """SQLite's ``synchronous`` mode under WAL: when a committed write reaches the disk (``flux_dao.store.sqlite``)."""
+
+    NORMAL = "normal"
+    """Commits are atomic and survive a crash of the process; a power loss can undo the last few (no fsync each)."""
+    FULL = "full"
+    """Every answered write survives a power loss too, at one fsync per write."""
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     """How to reach the database."""
@@ -248,7 +257,9 @@ class DatabaseSettings:
     """Seconds after which a pooled connection is replaced (env ``DB_POOL_RECYCLE``)."""
     statement_timeout: float = 5.0
     """Seconds one SQL statement may run on PostgreSQL before it is cancelled and answered with 503
-    (env ``DB_STATEMENT_TIMEOUT``; 0 disables)."""
+    (env ``DB_STATEMENT_TIMEOUT``; 0 disables). On SQLite a statement running longer is interrupted (503) too."""
+    sqlite_synchronous: SqliteSync = SqliteSync.NORMAL
+    """SQLite only: ``normal`` or ``full`` (env ``DB_SQLITE_SYNCHRONOUS``); the durability trade is in the README."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", normalize_database_url(self.url))
@@ -278,6 +289,7 @@ class DatabaseSettings:
             connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", cls.connect_timeout),
             pool_recycle=_int(env, "DB_POOL_RECYCLE", cls.pool_recycle),
             statement_timeout=_float(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout),
+            sqlite_synchronous=_choice(env, "DB_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous),
         )
 
 

@@ -363,8 +363,7 @@ def _exit_after_shutdown(*_: object) -> None:
     """End ``serve`` with 0 once uvicorn has shut down (it re-raises SIGTERM when done).
 
     By then requests are answered or cancelled and the pools closed, so the process ends here: exit handlers and
-    logging are flushed, but threads are not waited for. A SQLite statement the grace period cut off may still be
-    waiting for SQLite's lock in its aiosqlite thread (which is not a daemon); SQLite rolls that transaction back.
+    logging are flushed, but threads are not waited for.
     """
     atexit._run_exitfuncs()  # the metrics folder of several workers, and the like
     logging.shutdown()

@@ -7,9 +7,8 @@ depends on the backend:
   prepared statement, with no transaction around it. A single statement is atomic on its own, so every read and
   every write is one round trip; values go in and come out as asyncpg's native types (JSON through msgspec), which
   the read structs take as they are.
-- **SQLite** (the embedded default): SQLAlchemy's aiosqlite engine, reads on an AUTOCOMMIT view and writes in a
-  transaction, with the pragmas that make SQLite a safe default: foreign keys on (off by default!), WAL so readers
-  never block the writer, and a busy timeout instead of instant "database is locked" errors.
+- **SQLite** (the embedded default): the same idea on the standard library's ``sqlite3``, one connection per
+  worker, statements run on the event loop's thread (``flux_dao.store.sqlite`` says why and what keeps it safe).
 
 Errors are left as the driver raised them; ``repository.integrity.classify`` reads both kinds.
 """
@@ -27,7 +26,6 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import asyncpg
 import msgspec
-from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -38,7 +36,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from flux_dao.config import DatabaseSettings
 from flux_dao.errors import DatabaseUnreachableError
-from flux_dao.query.conditions import SQLITE_LOWER
+from flux_dao.store.codecs import json_text
+from flux_dao.store.sqlite import SqliteConnection
 
 __all__ = (
     "Connection",
@@ -50,17 +49,7 @@ __all__ = (
     "statement_unsent",
 )
 
-_SQLITE_PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 _STATEMENT_CACHE_SIZE = 1024
-
-
-def _lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _json_text(value: Any) -> str:
-    """Encode JSON columns with msgspec, which handles the UUIDs of ``list`` of uuid fields that ``json`` cannot."""
-    return msgspec.json.encode(value).decode()
 
 
 class Connection(Protocol):
@@ -159,32 +148,6 @@ class _AsyncpgConnection:
         compiled = self._compile(statement)
         status: str = await self._conn.execute(compiled.sql, *compiled.args(params))
         return int(status.rsplit(" ", 1)[-1])
-
-
-class _SQLAlchemyConnection:
-    """Statements on a SQLAlchemy connection (SQLite)."""
-
-    __slots__ = ("_conn", "_count")
-
-    def __init__(self, conn: AsyncConnection, count: StatementCount) -> None:
-        self._conn = conn
-        self._count = count
-
-    async def _execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
-        self._count.sent += 1
-        return await self._conn.execute(statement, params)  # type: ignore[call-overload]
-
-    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        return (await self._execute(statement, params)).all()  # type: ignore[no-any-return]
-
-    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Any] | None:
-        return (await self._execute(statement, params)).first()  # type: ignore[no-any-return]
-
-    async def scalar(self, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
-        return (await self._execute(statement, params)).scalar()
-
-    async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
-        return int((await self._execute(statement, params)).rowcount)
 
 
 _SESSION_ENDED_SQLSTATES: Final = ("57P01", "57P02", "57P03", "57P04", "57P05")
@@ -365,13 +328,7 @@ class Database:
         self._compiled: dict[int, tuple[ClauseElement, _Compiled]] = {}
         self._pg_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.engine: AsyncEngine | None = None
-        self.read_engine: AsyncEngine | None = None
-        if not self.is_postgres:
-            self.engine = create_async_engine(settings.url, **self._sqlalchemy_options())
-            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.dialect == "sqlite":
-                event.listen(self.engine.sync_engine, "connect", self._on_sqlite_connect)
+        self._sqlite: SqliteConnection | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -379,8 +336,16 @@ class Database:
         return self.dialect == "postgresql"
 
     async def start(self) -> None:
-        """Open the asyncpg pool (PostgreSQL); connections are made lazily, so a down database does not block."""
-        if self.is_postgres and self._pool is None:
+        """Open the asyncpg pool, or the SQLite connection.
+
+        PostgreSQL's connections are made lazily, so a down database does not block. SQLite's is opened before
+        anything else in the worker reads the file, as switching a new file to WAL needs it alone for a moment; a
+        file that cannot be opened is left to the first request (503), as a down PostgreSQL is.
+        """
+        if not self.is_postgres:
+            with contextlib.suppress(sqlite3.Error):
+                self._sqlite_connection()
+        elif self._pool is None:
             s = self.settings
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -412,31 +377,34 @@ class Database:
             except TimeoutError:  # close() terminated every connection on its way out
                 logging.getLogger("flux_dao").warning("database connections did not close in time: terminated")
             self._pool = None
-        if self.engine is not None:
-            await self.engine.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
     def reading(self) -> AbstractAsyncContextManager[Connection]:
         """A connection for reads: one round trip per statement, no transaction."""
         if self.is_postgres:
             return _PooledConnection(self)
-        return self._sqlalchemy_connection(transaction=False)
+        return self._sqlite_connection()
 
     def writing(self) -> AbstractAsyncContextManager[Connection]:
-        """A connection for one write statement: atomic on its own on PostgreSQL, a transaction elsewhere."""
+        """A connection for one write statement, atomic on its own (no transaction around it on either backend)."""
         if self.is_postgres:
             return _PooledConnection(self)
-        return self._sqlalchemy_connection(transaction=True)
+        return self._sqlite_connection()
 
-    @asynccontextmanager
-    async def _sqlalchemy_connection(self, *, transaction: bool) -> AsyncIterator[Connection]:
-        assert self.engine is not None  # noqa: S101 (set for every non-PostgreSQL backend)
-        assert self.read_engine is not None  # noqa: S101
-        if transaction:
-            async with self.engine.begin() as sa_conn:
-                yield _SQLAlchemyConnection(sa_conn, self.statements)
-        else:
-            async with self.read_engine.connect() as sa_conn:
-                yield _SQLAlchemyConnection(sa_conn, self.statements)
+    def _sqlite_connection(self) -> SqliteConnection:
+        """The worker's SQLite connection, opened on first use (a missing folder fails the request, not start-up)."""
+        if self._sqlite is None:
+            s = self.settings
+            self._sqlite = SqliteConnection(
+                s.url,
+                synchronous=s.sqlite_synchronous.value,
+                statement_timeout=s.statement_timeout,
+                patience=s.connect_timeout,
+                count=self.statements,
+            )
+        return self._sqlite
 
     async def acquire(self) -> Any:
         """A pooled asyncpg connection; waits at most ``pool_timeout`` for one (then ``TimeoutError``)."""
@@ -466,31 +434,15 @@ class Database:
         if self._pool is not None:
             size = self._pool.get_size()
             return PoolStats(size, size - self._pool.get_idle_size(), self.settings.pool_size, self.waiting)
-        if self.engine is not None:
-            pool: Any = self.engine.pool  # a QueuePool: checkedout() counts connections lent out
-            in_use = pool.checkedout()
-            return PoolStats(in_use + pool.checkedin(), in_use, self.settings.pool_size, None)
+        if not self.is_postgres:  # one SQLite connection, busy only inside a statement: never while /metrics runs
+            return PoolStats(int(self._sqlite is not None), 0, 1, None)
         return PoolStats(0, 0, self.settings.pool_size, 0)
-
-    def _sqlalchemy_options(self) -> dict[str, Any]:
-        s = self.settings
-        options: dict[str, Any] = {
-            "json_serializer": _json_text,
-            "json_deserializer": msgspec.json.decode,
-            "pool_size": s.pool_size,
-            "max_overflow": 0,
-            "pool_timeout": s.pool_timeout,
-            "pool_recycle": s.pool_recycle,
-        }
-        if self.dialect == "sqlite":
-            options["connect_args"] = {"timeout": s.connect_timeout}
-        return options
 
     @staticmethod
     async def _on_postgres_connect(conn: asyncpg.Connection) -> None:
         for type_name in ("json", "jsonb"):
             await conn.set_type_codec(
-                type_name, encoder=_json_text, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+                type_name, encoder=json_text, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
             )
 
     @staticmethod
@@ -498,11 +450,3 @@ class Database:
         """Replaces asyncpg's default reset (a round trip per release): flux-dao sets no session state."""
         if conn.is_in_transaction():
             await conn.execute("ROLLBACK")
-
-    def _on_sqlite_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        # ``icontains`` folds case with this on SQLite, whose own lower() folds ASCII only (PostgreSQL's folds all)
-        dbapi_connection.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)
-        cursor = dbapi_connection.cursor()
-        for pragma in (*_SQLITE_PRAGMAS, f"PRAGMA busy_timeout={int(self.settings.connect_timeout * 1000)}"):
-            cursor.execute(pragma)
-        cursor.close()
