@@ -66,6 +66,7 @@ _SQLITE_NAMES = {
     "SQLITE_CONSTRAINT_TRIGGER": Violation.REFUSED,  # RAISE(ABORT|FAIL|ROLLBACK, ...) in a trigger
     "SQLITE_BUSY": Violation.UNAVAILABLE,
     "SQLITE_LOCKED": Violation.UNAVAILABLE,
+    "SQLITE_INTERRUPT": Violation.UNAVAILABLE,  # ran past DB_STATEMENT_TIMEOUT (PostgreSQL: 57014, also a 503)
     "SQLITE_TOOBIG": Violation.DATA,
     "SQLITE_MISMATCH": Violation.DATA,
     "SQLITE_RANGE": Violation.DATA,

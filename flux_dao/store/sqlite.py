@@ -44,7 +44,7 @@ __all__ = ("SqliteConnection", "sqlite_path")
 
 _BUSY: Final = frozenset({"SQLITE_BUSY", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_TIMEOUT"})
 _FIRST_PAUSE: Final = 0.0005
-_LONGEST_PAUSE: Final = 0.02
+_LONGEST_PAUSE: Final = 0.004
 _PROGRESS_STEPS: Final = 20_000
 """SQLite virtual-machine steps between two looks at the clock (a lookup by id takes about a hundred)."""
 _STATEMENT_CACHE: Final = 512
