@@ -19,12 +19,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -200,20 +200,22 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure(args: argparse.Namespace, url: str, requests: list[Request]) -> load.Figures:
+def measure(
+    args: argparse.Namespace, url: str, requests: list[Request], headers: dict[str, str] = HEADERS
+) -> load.Figures:
     """One run; besides wrk's figures, the server's CPU per request (steadier than req/s on a shared host)."""
     loader = load.run_wrk if args.loader == "wrk" else load.run_python
     pid = SERVERS.get(url)
     before = cpu_seconds(pid) if pid else 0.0
-    figures = loader(url, requests, HEADERS, args.duration, args.connections)
+    figures = loader(url, requests, headers, args.duration, args.connections)
     if pid and figures.requests:
         figures = replace(figures, cpu_us_per_req=(cpu_seconds(pid) - before) / figures.requests * 1e6)
     return figures
 
 
-def warm(args: argparse.Namespace, url: str, requests: list[Request]) -> None:
+def warm(args: argparse.Namespace, url: str, requests: list[Request], headers: dict[str, str] = HEADERS) -> None:
     loader = load.run_wrk if args.loader == "wrk" else load.run_python
-    loader(url, requests, HEADERS, args.warmup, args.connections)
+    loader(url, requests, headers, args.warmup, args.connections)
 
 
 def combine(runs: list[load.Figures]) -> dict[str, float]:
@@ -227,6 +229,34 @@ def combine(runs: list[load.Figures]) -> dict[str, float]:
     }
 
 
+def ratios(row: dict[str, Any], base: str, other: str) -> dict[str, float]:
+    """``base`` against ``other``: the throughput ratio (higher is better) and the p99 ratio (lower is better)."""
+    nan = float("nan")
+    return {
+        "ratio": row[base]["rps"] / row[other]["rps"] if row[other]["rps"] else nan,
+        "p99_ratio": row[base]["p99_ms"] / row[other]["p99_ms"] if row[other]["p99_ms"] else nan,
+    }
+
+
+Side = tuple[str, list[Request], dict[str, str]]
+"""What one side of a comparison replays: (server url, request list, headers)."""
+K = TypeVar("K")
+
+
+def alternate(args: argparse.Namespace, sides: Mapping[K, Side]) -> dict[K, dict[str, float]]:
+    """Warm every side, then ``args.rounds`` rounds of one run per side in order (A B A B), combined per side.
+
+    Alternating makes drift on a shared machine hit every side alike, so only ratios within one call mean much.
+    """
+    for url, requests, headers in sides.values():
+        warm(args, url, requests, headers)
+    runs: dict[K, list[load.Figures]] = {name: [] for name in sides}
+    for _ in range(args.rounds):
+        for name, (url, requests, headers) in sides.items():
+            runs[name].append(measure(args, url, requests, headers))
+    return {name: combine(figures) for name, figures in runs.items()}
+
+
 def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux: str, floor: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for key in keys:
@@ -234,14 +264,8 @@ def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux
             results[key] = run_paired(args, key, data, flux, floor)
             continue
         requests = requests_for(SCENARIOS[key], data)
-        warm(args, floor, requests)
-        warm(args, flux, requests)
-        runs: dict[str, list[load.Figures]] = {"floor": [], "flux": []}
-        for _ in range(args.rounds):  # A B A B: drift on a shared machine cancels
-            runs["floor"].append(measure(args, floor, requests))
-            runs["flux"].append(measure(args, flux, requests))
-        row: dict[str, Any] = {target: combine(r) for target, r in runs.items()}
-        row["ratio"] = row["flux"]["rps"] / row["floor"]["rps"] if row["floor"]["rps"] else float("nan")
+        row: dict[str, Any] = alternate(args, {"floor": (floor, requests, HEADERS), "flux": (flux, requests, HEADERS)})
+        row |= ratios(row, "flux", "floor")
         results[key] = row
         print_row(key, row)
     return results
@@ -267,17 +291,15 @@ def run_paired(args: argparse.Namespace, key: str, data: Dataset, flux: str, flo
     check = PAIRED[key]
     base, probe, extra = paired_requests(args, key, data, flux)
     targets = {"flux": flux, "floor": floor} if check.floor else {"flux": flux}
-    for url in targets.values():
-        warm(args, url, base)
-        warm(args, url, probe)
-    runs: dict[str, dict[str, list[load.Figures]]] = {t: {check.base: [], check.probe: []} for t in targets}
-    for _ in range(args.rounds):
-        for target, url in targets.items():
-            runs[target][check.base].append(measure(args, url, base))
-            runs[target][check.probe].append(measure(args, url, probe))
+    sides = {
+        (target, name): (url, requests, HEADERS)
+        for target, url in targets.items()
+        for name, requests in ((check.base, base), (check.probe, probe))
+    }
+    figures = alternate(args, sides)
     rows: dict[str, dict[str, Any]] = {}
-    for target, by_list in runs.items():
-        rows[target] = {name: combine(r) for name, r in by_list.items()}
+    for target in targets:
+        rows[target] = {name: figures[(target, name)] for name in (check.base, check.probe)}
         before, after = rows[target][check.base]["p50_ms"], rows[target][check.probe]["p50_ms"]
         rows[target]["p50_factor"] = after / before if before else float("nan")
     row = rows["flux"] | extra
@@ -303,13 +325,7 @@ def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str
     """S1 on one worker and on two, alternated A B A B on the same data like the floor comparison."""
     requests = requests_for(SCENARIOS["S1"], data)
     with flux_server(db_url, 2) as (two, process):
-        warm(args, one, requests)
-        warm(args, two, requests)
-        runs: dict[str, list[load.Figures]] = {"one": [], "two": []}
-        for _ in range(args.rounds):
-            runs["one"].append(measure(args, one, requests))
-            runs["two"].append(measure(args, two, requests))
-        result: dict[str, Any] = {name: combine(r) for name, r in runs.items()}
+        result: dict[str, Any] = alternate(args, {"one": (one, requests, HEADERS), "two": (two, requests, HEADERS)})
         result["speedup"] = result["two"]["rps"] / result["one"]["rps"]
         result["rss_mb_two_workers"] = rss_mb(process)
     print(
@@ -355,7 +371,7 @@ def print_row(key: str, row: dict[str, Any]) -> None:
         f"{key:4} {SCENARIOS[key].title:47}    flux {flux['rps']:6.0f} req/s p50 {flux['p50_ms']:6.2f} ms "
         f"p99 {flux['p99_ms']:7.2f} ms cpu {flux['cpu_us_per_req']:5.0f} us non2xx {flux['non_2xx']:<3} | floor "
         f"{floor['rps']:6.0f} req/s p50 {floor['p50_ms']:6.2f} ms cpu {floor['cpu_us_per_req']:5.0f} us "
-        f"| ratio {row['ratio']:.2f} {verdict}",
+        f"| ratio {row['ratio']:.2f} {verdict:9} p99 ratio {row['p99_ratio']:.2f}",
         flush=True,
     )
 

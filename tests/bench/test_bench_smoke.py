@@ -34,3 +34,4 @@ def test_tiny_benchmark_runs_every_scenario_and_saves_its_figures(tmp_path):
     assert {c["check"].split()[0] for c in report["checks"]} >= {"S1", "S8", "S9", "S10"}
     assert report["rss_mb_after_run"]
     assert set(report["startup_s"]) == {"6 resources", "100 resources"}
+    assert all(row["p99_ratio"] > 0 for key, row in run.items() if key not in paired)
