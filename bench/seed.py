@@ -1,20 +1,25 @@
-"""A deterministic data set of a stated size, written with COPY.
+"""A deterministic data set of a stated size, written with COPY to PostgreSQL or in flux-dao's format to SQLite.
 
 Per scale unit: 1,000 users, 10 goals and 100 tasks each (100k tasks), ``scheduled_at`` and ``created_at`` spread
 over 30 days, mixed statuses, and one notification row per 100 tasks. ``--scale 10`` gives 1M tasks.
 
 The rows come from one generator (``generate``), seeded, ids included (``Ids``), so every seeding of a size writes the
-very same rows.
+very same rows: PostgreSQL, SQLite and PocketBase get identical data.
 """
 
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
+import sqlalchemy as sa
+
+from flux_dao.manifest import load_manifest
+from flux_dao.schema.tables import build_tables
 
 USERS_PER_SCALE = 1000
 GOALS_PER_USER = 10
@@ -166,4 +171,30 @@ async def seed(dsn: str, scale: float, seed_value: int = 42) -> Dataset:
         await conn.execute("VACUUM ANALYZE")  # settle visibility and statistics: no autovacuum during the runs
     finally:
         await conn.close()
+    return data
+
+
+def seed_sqlite(path: Path, manifest: Path, scale: float, seed_value: int = 42) -> Dataset:
+    """Fill a migrated, empty flux-dao SQLite file with the same rows, in flux-dao's own storage format.
+
+    The inserts go through the tables flux-dao builds from ``manifest``, so ids and datetimes are stored exactly as
+    the service stores them (through its column types), on a plain synchronous ``sqlite3`` connection: one
+    transaction, one executemany per table and chunk, seconds for 100k tasks where the HTTP API takes minutes.
+    """
+    tables = build_tables(load_manifest(manifest)).tables
+    data = Dataset(start=START)
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+    try:
+        with engine.begin() as conn:
+            for chunk in generate(data, scale, seed_value):
+                for table, rows in chunk.tables():
+                    if rows:
+                        conn.execute(tables[table].insert(), [row._asdict() for row in rows])
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the SQLite seed broke {len(broken)} foreign keys, e.g. {broken[:3]}")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")  # the planner's statistics, like PostgreSQL's VACUUM ANALYZE
+    finally:
+        engine.dispose()
     return data
