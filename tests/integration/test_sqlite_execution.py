@@ -6,17 +6,27 @@ the event loop, instead of SQLAlchemy's aiosqlite engine. These tests hold it to
 - **Storage parity**: rows written the way earlier versions and migrations write them (a SQLAlchemy engine over the
   manifest-built tables, or SQL relying on the server defaults) read back identically through the API, and rows the
   API writes are byte for byte what that engine writes for the same values.
+- **Another process's write lock** (a ``sqlite3`` connection holding ``BEGIN IMMEDIATE``): a write waits for it
+  without blocking the worker's event loop, and succeeds once it is released; held past ``DB_CONNECT_TIMEOUT``, the
+  write is a 503 ``unavailable`` problem with Retry-After and stores nothing.
+- **A statement past ``DB_STATEMENT_TIMEOUT``** is interrupted: a 503 problem (not a 500), and the worker goes on.
 
-Budget: about 2 s (two app starts on migrated files).
+Budget: about 10 s (a single-worker server start, 200,000 rows inserted by SQL, the 1 s lock wait), measured on a
+shared 2-core machine.
 """
 
+import contextlib
 import re
+import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import sqlalchemy as sa
@@ -24,12 +34,24 @@ from litestar.testing import TestClient
 
 from flux_dao.http.app import create_app
 from flux_dao.manifest.loader import load_manifest
+from flux_dao.query.conditions import SQLITE_LOWER
 from flux_dao.schema.tables import build_tables
 from flux_dao.store.migrations import upgrade
 from tests.conftest import API_KEY, KEY_HEADER, MANIFEST, make_settings
 from tests.factories import API
+from tests.live import LiveServer, live_server
+from tests.problems import assert_problem
 
 pytestmark = pytest.mark.sqlite
+
+CONNECT_TIMEOUT = 1.0
+"""DB_CONNECT_TIMEOUT of the single-worker server: how long a write waits for another process's lock."""
+STATEMENT_TIMEOUT = 0.01
+"""DB_STATEMENT_TIMEOUT of the single-worker server. A lookup runs a few hundred SQLite steps and is never looked
+at by the progress handler (every 20,000 steps), so only the deliberately slow statement can reach it."""
+SLOW_ROWS = 200_000
+PROMPT = 0.3
+"""Seconds within which a request to an idle worker is answered even on a busy shared machine (it takes ~2 ms)."""
 
 
 def _json_text(value: Any) -> str:
@@ -349,3 +371,176 @@ def _engine_row(engine: sa.Engine, metadata: sa.MetaData, table: str, row_id: st
 def _as_json(values: dict[str, Any]) -> Any:
     """Python values as the API's JSON spells them (UTC datetimes end in Z)."""
     return msgspec.json.decode(msgspec.json.encode(values))
+
+
+# --- one worker, another process holding the write lock, a long statement -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``flux-dao serve --workers 1`` on a fresh SQLite file, with short lock and statement limits."""
+    folder = tmp_path_factory.mktemp("sqlite-one-worker")
+    env = {
+        "SERVICE_API_KEYS": API_KEY,
+        "DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+        "DB_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT),
+        "FLUX_DAO_SCHEMA_RECHECK": "0",
+        "FLUX_DAO_METRICS": "public",
+        "FLUX_DAO_LOG_FORMAT": "text",
+    }
+    url = f"sqlite:///{folder / 'flux_dao.db'}"
+    with live_server(url, folder, env=env, args=("--workers", "1")) as server:
+        yield server
+    assert "Traceback" not in server.output, server.output
+
+
+@pytest.fixture
+def api(one_worker: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{one_worker.base}{API}", headers={KEY_HEADER: API_KEY}, timeout=10) as client:
+        yield client
+
+
+def database_file(server: LiveServer) -> str:
+    return str(server.log_path.parent / "flux_dao.db")
+
+
+@contextlib.contextmanager
+def write_lock(path: str) -> Iterator[None]:
+    """SQLite's write lock, taken by another process's connection (``BEGIN IMMEDIATE``) until the block ends."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+def statements_sent(server: LiveServer) -> float:
+    """The worker's ``flux_dao_db_statements_total``: it grows as a statement is handed to SQLite."""
+    text = httpx.get(f"{server.base}/metrics", timeout=5).text
+    found = re.search(r"^flux_dao_db_statements_total (\S+)$", text, re.MULTILINE)
+    assert found is not None, text
+    return float(found[1])
+
+
+def in_thread(
+    server: LiveServer, method: str, path: str, body: dict[str, Any]
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """Send one request from a thread, on its own connection; its response (or error) lands in the returned dict."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            url = f"{server.base}{API}{path}"
+            outcome["response"] = httpx.request(method, url, json=body, headers={KEY_HEADER: API_KEY}, timeout=10)
+        except httpx.HTTPError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def new_user(api: httpx.Client) -> dict[str, Any]:
+    response = api.post("/users", json={"email": f"{uuid.uuid4().hex[:12]}@example.com"})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_a_write_waiting_for_another_process_lock_leaves_the_worker_serving(one_worker, api) -> None:
+    user = new_user(api)
+    with write_lock(database_file(one_worker)):
+        locked_at = time.monotonic()
+        sent_before = statements_sent(one_worker)
+        patch, outcome = in_thread(one_worker, "PATCH", f"/users/{user['id']}", {"onboarded": True})
+        deadline = time.monotonic() + 5
+        while statements_sent(one_worker) == sent_before:  # the UPDATE reached SQLite and found the lock taken
+            assert time.monotonic() < deadline, "the PATCH never reached the database"
+            time.sleep(0.01)
+        assert patch.is_alive(), outcome
+
+        # while the PATCH waits, the same single worker answers: its wait is an asyncio sleep, not one inside SQLite
+        health = httpx.get(f"{one_worker.base}/health", timeout=2)
+        fetched = api.get(f"/users/{user['id']}", timeout=2)
+        assert health.status_code == 200, health.text
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.json() == user  # the committed row; the PATCH has not happened yet
+        assert patch.is_alive(), f"the PATCH ended while the lock was held: {outcome}"
+        took = [health.elapsed.total_seconds(), fetched.elapsed.total_seconds()]
+        assert max(took) < PROMPT, took
+
+        time.sleep(max(0.0, locked_at + 0.5 - time.monotonic()))  # hold the lock about half a second in all
+    released_at = time.monotonic()
+    patch.join(timeout=5)
+
+    assert "error" not in outcome, outcome
+    response = outcome["response"]
+    assert response.status_code == 200, response.text
+    assert response.json() == {**user, "onboarded": True}
+    assert time.monotonic() - released_at < 1.0  # it went through soon after the release, not at the time limit
+    assert api.get(f"/users/{user['id']}").json()["onboarded"] is True
+
+
+def test_a_lock_held_past_the_connect_timeout_is_a_503_and_stores_nothing(one_worker, api) -> None:
+    user = new_user(api)
+    path = database_file(one_worker)
+    with write_lock(path):
+        patch, patched = in_thread(one_worker, "PATCH", f"/users/{user['id']}", {"onboarded": True})
+        post, posted = in_thread(one_worker, "POST", "/users", {"email": "never-stored@example.com"})
+        patch.join(timeout=CONNECT_TIMEOUT + 5)
+        post.join(timeout=CONNECT_TIMEOUT + 5)
+
+    for outcome in (patched, posted):
+        assert "error" not in outcome, outcome
+        response = outcome["response"]
+        body = assert_problem(response, 503, "unavailable")
+        assert response.headers["retry-after"] == "1"
+        assert "Traceback" not in body["detail"]
+        waited = response.elapsed.total_seconds()
+        assert CONNECT_TIMEOUT <= waited < CONNECT_TIMEOUT + 1.5, waited  # DB_CONNECT_TIMEOUT, and not tried again
+
+    assert api.get(f"/users/{user['id']}").json() == user
+    assert api.get("/users", params={"email": "never-stored@example.com"}).json()["items"] == []
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE email = 'never-stored@example.com'").fetchone() == (0,)
+
+
+def test_a_statement_past_the_statement_timeout_is_interrupted_with_a_503(one_worker, api) -> None:
+    user = new_user(api)
+    other = new_user(api)
+    kept = api.post("/tasks", json={"user_id": other["id"], "title": "kept"}).json()
+    path = database_file(one_worker)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(
+            f"""
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {SLOW_ROWS})
+            INSERT INTO tasks (id, user_id, title, status, trigger_type, created_at)
+            SELECT randomblob(16), X'{uuid.UUID(user["id"]).hex}', 'Slow task ' || i, 'pending', 'time',
+                   '2026-01-01 00:00:00.' || printf('%06d', i)
+            FROM n
+            """  # noqa: S608 (a uuid's hex and a constant)
+        )
+        # the precondition: the statement the list sends takes many times the limit when nothing interrupts it
+        conn.create_function(SQLITE_LOWER, 1, lambda v: v.lower() if isinstance(v, str) else v, deterministic=True)
+        started = time.perf_counter()
+        conn.execute(f"SELECT count(*) FROM tasks WHERE {SQLITE_LOWER}(title) LIKE '%no such title%'")  # noqa: S608
+        uninterrupted = time.perf_counter() - started
+    assert uninterrupted > 3 * STATEMENT_TIMEOUT, f"{uninterrupted:.3f} s: too fast to prove an interruption"
+
+    response = api.get("/tasks", params={"title__icontains": "no such title"})
+    body = assert_problem(response, 503, "unavailable")
+    assert response.headers["retry-after"] == "1"
+    assert "Traceback" not in body["detail"]
+
+    # the worker goes on: its connection answers the next requests normally
+    assert httpx.get(f"{one_worker.base}/health", timeout=2).status_code == 200
+    assert api.get(f"/tasks/{kept['id']}").json() == kept
+    listed = api.get("/tasks", params={"user_id": other["id"]}).json()
+    assert (listed["total"], [item["id"] for item in listed["items"]]) == (1, [kept["id"]])
+    page = api.get("/tasks", params={"user_id": user["id"], "limit": 3, "count": "false"}).json()
+    assert len(page["items"]) == 3
+    assert page["has_next"] is True
+    patched = api.patch(f"/tasks/{kept['id']}", json={"status": "done"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["status"] == "done"
