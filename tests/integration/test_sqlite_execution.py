@@ -10,18 +10,24 @@ the event loop, instead of SQLAlchemy's aiosqlite engine. These tests hold it to
   without blocking the worker's event loop, and succeeds once it is released; held past ``DB_CONNECT_TIMEOUT``, the
   write is a 503 ``unavailable`` problem with Retry-After and stores nothing.
 - **A statement past ``DB_STATEMENT_TIMEOUT``** is interrupted: a 503 problem (not a 500), and the worker goes on.
+- **``DB_SQLITE_SYNCHRONOUS``**: a bad value stops the CLI naming the variable; ``normal`` and ``full`` reach the
+  connection.
+- **Two workers** taking concurrent creates and patches: every answer 2xx, nothing lost.
 
-Budget: about 10 s (a single-worker server start, 200,000 rows inserted by SQL, the 1 s lock wait), measured on a
-shared 2-core machine.
+Budget: about 15 s (a single-worker server start, 200,000 rows inserted by SQL, the 1 s lock wait, eight short CLI
+and app starts); the two-worker test, marked slow, about 10 s more (starting two workers takes most of it).
+Measured on a shared 2-core machine.
 """
 
 import contextlib
 import re
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -32,14 +38,16 @@ import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
+from flux_dao.config import Settings
 from flux_dao.http.app import create_app
+from flux_dao.http.plugin import FluxDaoPlugin
 from flux_dao.manifest.loader import load_manifest
 from flux_dao.query.conditions import SQLITE_LOWER
 from flux_dao.schema.tables import build_tables
 from flux_dao.store.migrations import upgrade
 from tests.conftest import API_KEY, KEY_HEADER, MANIFEST, make_settings
 from tests.factories import API
-from tests.live import LiveServer, live_server
+from tests.live import FLUX_DAO, LiveServer, live_server
 from tests.problems import assert_problem
 
 pytestmark = pytest.mark.sqlite
@@ -544,3 +552,99 @@ def test_a_statement_past_the_statement_timeout_is_interrupted_with_a_503(one_wo
     patched = api.patch(f"/tasks/{kept['id']}", json={"status": "done"})
     assert patched.status_code == 200, patched.text
     assert patched.json()["status"] == "done"
+
+
+# --- DB_SQLITE_SYNCHRONOUS --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["DB_SQLITE_SYNCHRONOUS", "FLUX_DAO_DB_SQLITE_SYNCHRONOUS"])
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_bad_synchronous_value_stops_the_cli_naming_the_variable(tmp_path: Path, name: str, command: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", name: "off"}
+    completed = subprocess.run(
+        [str(FLUX_DAO), "--manifest", str(MANIFEST), command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output
+    assert output.strip() == f"Error: {name} must be one of normal|full, got 'off'", output
+    assert not (tmp_path / "x.db").exists()  # stopped before touching the database
+
+
+@pytest.mark.parametrize(("value", "pragma"), [(None, 1), ("normal", 1), ("full", 2), (" FULL ", 2)])
+def test_the_synchronous_setting_reaches_the_connection(tmp_path: Path, value: str | None, pragma: int) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'sync.db'}", "FLUX_DAO_MANIFEST": str(MANIFEST)}
+    if value is not None:
+        env["DB_SQLITE_SYNCHRONOUS"] = value
+    settings = Settings.from_env(env)
+    upgrade(settings)
+    with TestClient(create_app(settings)) as client:
+        db = client.app.plugins.get(FluxDaoPlugin).db
+
+        async def read() -> tuple[int, int, str]:
+            async with db.reading() as conn:
+                synchronous = await conn.scalar(sa.text("PRAGMA synchronous"), {})
+                foreign_keys = await conn.scalar(sa.text("PRAGMA foreign_keys"), {})
+                journal = await conn.scalar(sa.text("PRAGMA journal_mode"), {})
+            return int(synchronous), int(foreign_keys), str(journal)
+
+        assert client.blocking_portal is not None
+        assert client.blocking_portal.call(read) == (pragma, 1, "wal")
+
+
+# --- two workers ------------------------------------------------------------------------------------------------------
+
+THREADS = 16
+TASKS_PER_THREAD = 12
+
+
+@pytest.mark.slow
+def test_two_workers_take_concurrent_creates_and_patches_without_losing_any(tmp_path: Path) -> None:
+    """16 threads each create 12 tasks and patch every one (a new connection per request, so both workers
+    take writes): 384 writes, every answer 2xx, and the API then lists every task with its patched values."""
+    env = {"SERVICE_API_KEYS": API_KEY, "FLUX_DAO_LOG_FORMAT": "text", "LOG_LEVEL": "INFO"}
+    with live_server(f"sqlite:///{tmp_path / 'two.db'}", tmp_path, env=env, args=("--workers", "2")) as server:
+        base = f"{server.base}{API}"
+        headers = {KEY_HEADER: API_KEY}
+        user = httpx.post(f"{base}/users", json={"email": "two@example.com"}, headers=headers).json()
+
+        def writer(thread: int) -> list[tuple[str, int, str]]:
+            answers = []
+            # a new TCP connection per request (none kept alive), so the kernel spreads them over both workers
+            client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=30)
+            for n in range(TASKS_PER_THREAD):
+                rid = {**headers, "X-Request-ID": f"two-{thread}-{n}"}
+                body = {"user_id": user["id"], "title": f"t{thread}-{n}"}
+                created = client.post(f"{base}/tasks", json=body, headers=rid)
+                answers.append(("POST", created.status_code, created.text))
+                if created.status_code != 201:
+                    continue
+                change = {"status": "done", "title": f"t{thread}-{n} done", "duration_minutes": thread * 100 + n + 1}
+                patched = client.patch(f"{base}/tasks/{created.json()['id']}", json=change, headers=rid)
+                answers.append(("PATCH", patched.status_code, patched.text))
+            client.close()
+            return answers
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            answers = [answer for batch in pool.map(writer, range(THREADS)) for answer in batch]
+        listed = httpx.get(f"{base}/tasks", params={"user_id": user["id"], "limit": 500}, headers=headers).json()
+        done = httpx.get(f"{base}/tasks", params={"user_id": user["id"], "status": "done"}, headers=headers).json()
+        output = server.output
+
+    failed = [answer for answer in answers if not 200 <= answer[1] < 300]
+    assert failed == [], failed[:3]
+    assert len(answers) == 2 * THREADS * TASKS_PER_THREAD
+    assert listed["total"] == done["total"] == THREADS * TASKS_PER_THREAD
+    expected = {
+        (f"t{thread}-{n} done", "done", thread * 100 + n + 1)
+        for thread in range(THREADS)
+        for n in range(TASKS_PER_THREAD)
+    }
+    assert {(t["title"], t["status"], t["duration_minutes"]) for t in listed["items"]} == expected
+    writers = set(re.findall(r"\[(\d+)\] flux_dao.access: .*(?:POST|PATCH).* request_id=two-", output))
+    assert len(writers) == 2, f"the writes did not reach both workers: {writers}"
