@@ -21,11 +21,12 @@ from typing import Any, Final
 import msgspec
 
 __all__ = (
+    "CURRENT_REQUEST",
     "FIELDS_ATTR",
     "LOG_FORMATS",
-    "REQUEST_ID",
     "ChatterFilter",
     "JsonFormatter",
+    "RequestInfo",
     "StderrHandler",
     "TextFormatter",
     "configure_logging",
@@ -34,8 +35,22 @@ __all__ = (
 
 FIELDS_ATTR: Final = "fields"
 """A record attribute holding a mapping of structured fields (``logger.info(..., extra={"fields": {...}})``)."""
-REQUEST_ID: Final[ContextVar[str | None]] = ContextVar("flux_dao_request_id", default=None)
-"""The id of the request being served (set by the request-log middleware); every line logged meanwhile carries it."""
+
+
+class RequestInfo:
+    """The request being served: its id, and once it is answered with a problem, the problem's type."""
+
+    __slots__ = ("problem", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.problem: str | None = None
+
+
+CURRENT_REQUEST: Final[ContextVar[RequestInfo | None]] = ContextVar("flux_dao_request", default=None)
+"""The request being served (set by the request wrapper, ``flux_dao.http.observability``): every line logged meanwhile
+carries its id, and the problem handlers note its problem type there. One variable for both: each costs a set and a
+reset per request."""
 
 _FORMATTERS: Final[dict[str, dict[str, Any]]] = {
     "json": {"()": "flux_dao.logs.JsonFormatter"},
@@ -81,8 +96,8 @@ class JsonFormatter(logging.Formatter):
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
         if fields:
             out.update(fields)
-        elif (request_id := REQUEST_ID.get()) is not None:
-            out["request_id"] = request_id
+        elif (request := CURRENT_REQUEST.get()) is not None:
+            out["request_id"] = request.request_id
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -123,8 +138,8 @@ class TextFormatter(logging.Formatter):
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
         if fields:
             line += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None)
-        elif (request_id := REQUEST_ID.get()) is not None:
-            line += f" request_id={request_id}"
+        elif (request := CURRENT_REQUEST.get()) is not None:
+            line += f" request_id={request.request_id}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:

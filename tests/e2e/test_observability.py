@@ -85,6 +85,26 @@ def test_requests_are_counted_by_route_template_method_and_status(client):
     assert not any(task["id"] in route or user["id"] in route for route in label_values(after, "route"))
 
 
+def test_duration_histogram_buckets_are_cumulative_and_end_at_the_count(client):
+    before = scrape(client)
+    for _ in range(5):
+        assert client.get("/health").status_code == 200
+    after = scrape(client)
+    labels = {"route": "/health", "method": "GET", "status": "200"}
+    bucket = "flux_dao_http_request_duration_seconds_bucket"
+    bounds = sorted(
+        {dict(key)["le"] for name, key in after if name == bucket and dict(key).get("route") == "/health"},
+        key=float,
+    )
+    assert bounds[0] == "0.001"
+    assert bounds[-1] == "+Inf"
+    counts = [value(after, bucket, **labels, le=le) for le in bounds]
+    assert counts == sorted(counts)  # cumulative: each bucket holds the ones below it
+    assert counts[-1] == value(after, DURATION_COUNT, **labels) == value(after, REQUESTS, **labels)
+    assert delta(before, after, bucket, **labels, le="+Inf") == 5
+    assert 0 < delta(before, after, DURATION_SUM, **labels) < 5 * 10
+
+
 def test_route_label_is_bounded_to_the_app_routes(client):
     for n in range(20):
         client.get(f"/no/such/path/{n}")
