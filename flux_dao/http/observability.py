@@ -37,7 +37,7 @@ import tempfile
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any, Final
 
 import msgspec
@@ -63,7 +63,7 @@ from prometheus_client.utils import floatToGoString
 from flux_dao.config import Exposure, Settings
 from flux_dao.http.auth import KEY_NAME_STATE
 from flux_dao.http.problems import PROBLEM_MEDIA_TYPE, problem_body
-from flux_dao.logs import CURRENT_REQUEST, FIELDS_ATTR, RequestInfo
+from flux_dao.logs import CURRENT_REQUEST, RequestInfo
 from flux_dao.store.db import Database
 
 __all__ = (
@@ -98,6 +98,8 @@ _METRICS_MEDIA_TYPE: Final = CONTENT_TYPE_LATEST.split("; charset=")[0]
 """Prometheus' content type without its charset: Litestar adds ``; charset=utf-8`` to every ``text/`` type."""
 
 _access_log = logging.getLogger(ACCESS_LOGGER)
+_STARTED: Final = time()
+"""For the request records' ``relativeCreated`` (logging counts from its own import; this module comes soon after)."""
 _logger = logging.getLogger(__name__)
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they double the exposition and no dashboard reads them
@@ -305,6 +307,45 @@ def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return os.urandom(16).hex()  # as random as a uuid4's hex, at a fifth of the cost
 
 
+_ACCESS_RECORD: Final[dict[str, Any]] = {
+    "name": ACCESS_LOGGER,
+    "levelno": logging.INFO,
+    "levelname": "INFO",
+    "args": None,
+    "pathname": __file__,
+    "filename": "observability.py",
+    "module": "observability",
+    "lineno": 0,
+    "funcName": "_log_request",
+    "exc_info": None,
+    "exc_text": None,
+    "stack_info": None,
+    "thread": None,
+    "threadName": None,
+    "processName": None,
+    "taskName": None,
+}
+"""What every request record holds alike (in each record's ``__dict__``: %-style formats read it from there)."""
+
+
+class _AccessRecord(logging.LogRecord):
+    """The request log's record, built directly (the request log is half the cost of a simple request at INFO).
+
+    ``LogRecord.__init__`` spends most of its ~2.5 us on what no request line needs: the caller's file and module
+    names, the thread, the process name. Here the attributes every request record shares are copied in from one
+    dict and the per-request ones set, so every handler and formatter finds each attribute a record has.
+    """
+
+    def __init__(self, message: str, fields: dict[str, Any]) -> None:
+        self.__dict__.update(_ACCESS_RECORD)
+        self.msg = message
+        self.fields = fields
+        self.created = created = time()
+        self.msecs = (created - int(created)) * 1000
+        self.relativeCreated = (created - _STARTED) * 1000
+        self.process = os.getpid()
+
+
 def _log_request(
     scope: Scope, path: str, route: str | None, method: str, status: int, seconds: float, info: RequestInfo
 ) -> None:
@@ -321,17 +362,7 @@ def _log_request(
         "client": client[0] if client else None,
         "problem": info.problem,
     }
-    # makeRecord + handle: the fields are known, so skip logging's search of the stack for the caller
-    record = _access_log.makeRecord(
-        ACCESS_LOGGER,
-        logging.INFO,
-        __file__,
-        0,
-        "%s %s %d",
-        (method, path, status),
-        None,
-        extra={FIELDS_ATTR: fields},
-    )
+    record = _AccessRecord(f"{method} {path} {status}", fields)
     _access_log.handle(record)
 
 

@@ -259,6 +259,20 @@ def test_one_log_record_per_request_with_its_fields(client, caplog):
     assert (slash["path"], slash["route"], slash["status"]) == ("/api/v1/users/", "/api/v1/users", 200)
 
 
+def test_request_records_hold_every_attribute_logging_formats_read(client, caplog):
+    every_attribute = (
+        "%(name)s %(levelno)s %(levelname)s %(pathname)s %(filename)s %(module)s %(lineno)d %(funcName)s "
+        "%(created)f %(msecs)d %(relativeCreated)d %(thread)s %(threadName)s %(process)d %(processName)s %(message)s"
+    )
+    with caplog.at_level(logging.INFO, logger="flux_dao.access"):
+        client.get("/health", headers={"X-Request-ID": "format-all"})
+    (record,) = [r for r in caplog.records if r.name == "flux_dao.access"]
+    line = logging.Formatter(every_attribute).format(record)  # a %-style format reads the record's __dict__
+    assert line.startswith("flux_dao.access 20 INFO ")
+    assert line.endswith(" GET /health 200")
+    assert record.fields["request_id"] == "format-all"
+
+
 @pytest.mark.sqlite
 def test_serve_logs_json_lines_and_never_the_key_or_body(tmp_path):
     secret = "s3cret-service-key-for-the-log-test"
@@ -304,6 +318,28 @@ def test_serve_logs_json_lines_and_never_the_key_or_body(tmp_path):
     assert secret not in output
     assert wrong not in output
     assert marker not in output
+
+
+@pytest.mark.sqlite
+def test_no_request_line_is_lost_under_load_or_at_shutdown(tmp_path):
+    env = {"FLUX_DAO_LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    sent = 400
+    with live_server(url, tmp_path, env=env) as server, httpx.Client(base_url=server.base) as http:
+
+        def ask(n: int) -> int:
+            return http.get("/health", headers={"X-Request-ID": f"load-{n}"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(ask, range(sent))) == {200}
+        # stopped (SIGTERM) straight after the last answer: lines still queued must be written before the exit
+    access = [
+        json.loads(line)
+        for line in server.output.splitlines()
+        if '"logger":"flux_dao.access"' in line and '"request_id":"load-' in line
+    ]
+    assert sorted(line["request_id"] for line in access) == sorted(f"load-{n}" for n in range(sent))
+    assert all(line["status"] == 200 and line["route"] == "/health" for line in access)
 
 
 @pytest.mark.sqlite
