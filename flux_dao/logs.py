@@ -21,11 +21,13 @@ from typing import Any, Final
 import msgspec
 
 __all__ = (
+    "CURRENT_REQUEST",
     "FIELDS_ATTR",
     "LOG_FORMATS",
-    "REQUEST_ID",
+    "REQUEST_ID_ATTR",
     "ChatterFilter",
     "JsonFormatter",
+    "RequestInfo",
     "StderrHandler",
     "TextFormatter",
     "configure_logging",
@@ -34,8 +36,25 @@ __all__ = (
 
 FIELDS_ATTR: Final = "fields"
 """A record attribute holding a mapping of structured fields (``logger.info(..., extra={"fields": {...}})``)."""
-REQUEST_ID: Final[ContextVar[str | None]] = ContextVar("flux_dao_request_id", default=None)
-"""The id of the request being served (set by the request-log middleware); every line logged meanwhile carries it."""
+
+
+class RequestInfo:
+    """The request being served: its id, and once it is answered with a problem, the problem's type."""
+
+    __slots__ = ("problem", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.problem: str | None = None
+
+
+REQUEST_ID_ATTR: Final = "request_id"
+"""A record attribute holding the id of the request it was logged in, when it is formatted outside that request
+(``flux_dao.ops.log_writer`` formats on its own thread)."""
+CURRENT_REQUEST: Final[ContextVar[RequestInfo | None]] = ContextVar("flux_dao_request", default=None)
+"""The request being served (set by the request wrapper, ``flux_dao.http.observability``): every line logged meanwhile
+carries its id, and the problem handlers note its problem type there. One variable for both: each costs a set and a
+reset per request."""
 
 _FORMATTERS: Final[dict[str, dict[str, Any]]] = {
     "json": {"()": "flux_dao.logs.JsonFormatter"},
@@ -44,6 +63,15 @@ _FORMATTERS: Final[dict[str, dict[str, Any]]] = {
 }
 LOG_FORMATS: Final = tuple(_FORMATTERS)
 _encoder: Final = msgspec.json.Encoder(enc_hook=str)
+
+
+def _request_id(record: logging.LogRecord) -> str | None:
+    """The id of the request ``record`` was logged in: stamped on it, or the request being served now."""
+    stamped: str | None = getattr(record, REQUEST_ID_ATTR, None)
+    if stamped is not None:
+        return stamped
+    request = CURRENT_REQUEST.get()
+    return request.request_id if request is not None else None
 
 
 class _UtcTimestamps:
@@ -81,7 +109,7 @@ class JsonFormatter(logging.Formatter):
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
         if fields:
             out.update(fields)
-        elif (request_id := REQUEST_ID.get()) is not None:
+        elif (request_id := _request_id(record)) is not None:
             out["request_id"] = request_id
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
@@ -123,7 +151,7 @@ class TextFormatter(logging.Formatter):
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
         if fields:
             line += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None)
-        elif (request_id := REQUEST_ID.get()) is not None:
+        elif (request_id := _request_id(record)) is not None:
             line += f" request_id={request_id}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -175,8 +203,11 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def logging_config(level: str, log_format: str) -> dict[str, Any]:
+def logging_config(level: str, log_format: str, handler_class: str = "flux_dao.logs.StderrHandler") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dict: one stderr handler on the root logger; uvicorn's loggers propagate to it.
+
+    ``handler_class`` is that handler's dotted name: ``serve`` passes ``flux_dao.ops.log_writer.QueuedStderrHandler``,
+    which writes from a thread of its own.
 
     Raises:
         ValueError: ``level`` is not a logging level name, or ``log_format`` is not one of :data:`LOG_FORMATS`.
@@ -188,7 +219,7 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
         msg = f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {level!r}"
         raise ValueError(msg)
     inherit = {"level": level, "handlers": [], "propagate": True}
-    handler: dict[str, Any] = {"()": "flux_dao.logs.StderrHandler", "formatter": "default"}
+    handler: dict[str, Any] = {"()": handler_class, "formatter": "default"}
     if logging.getLevelName(level) > logging.DEBUG:
         handler["filters"] = ["chatter"]
     return {

@@ -1,25 +1,16 @@
 """What the handlers tell the request wrapper (``observability``) about the request being served.
 
-A context variable, so ``problems`` can note the problem it answers with without importing the wrapper.
+The request lives in ``flux_dao.logs``' context variable (the log lines read its id from there too), so ``problems``
+can note the problem it answers with without importing the wrapper.
 """
 
-from contextvars import ContextVar
 from typing import Final
+
+from flux_dao.logs import CURRENT_REQUEST, RequestInfo
 
 __all__ = ("RequestInfo", "current_request", "note_problem")
 
-
-class RequestInfo:
-    """The request's id and, once answered with one, its problem type."""
-
-    __slots__ = ("problem", "request_id")
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-        self.problem: str | None = None
-
-
-current_request: Final[ContextVar[RequestInfo | None]] = ContextVar("flux_dao_request", default=None)
+current_request: Final = CURRENT_REQUEST
 
 
 def note_problem(slug: str) -> str | None:

@@ -100,6 +100,8 @@ def main(ctx: click.Context, manifest: Path | None) -> None:
     ctx.obj = settings
 
 
+_QUEUED_HANDLER: Final = "flux_dao.ops.log_writer.QueuedStderrHandler"
+"""``serve``'s log handler (in the server and in each worker): lines are formatted and written off the request path."""
 _ENV: Final[dict[str, Any]] = {"show_envvar": True, "show_default": True}
 """Options that also read an environment variable, and say which in ``--help``."""
 
@@ -176,7 +178,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,  # flux-dao writes its own request log (flux_dao.access)
-        log_config=logging_config(settings.log_level, settings.log_format),
+        log_config=logging_config(settings.log_level, settings.log_format, _QUEUED_HANDLER),
         loop="uvloop",
         http=http_protocol(settings.http_parser),  # uvicorn's own, with bounded request heads
         proxy_headers=False,  # flux-dao is reached directly by its agents; no proxy headers to trust

@@ -85,6 +85,26 @@ def test_requests_are_counted_by_route_template_method_and_status(client):
     assert not any(task["id"] in route or user["id"] in route for route in label_values(after, "route"))
 
 
+def test_duration_histogram_buckets_are_cumulative_and_end_at_the_count(client):
+    before = scrape(client)
+    for _ in range(5):
+        assert client.get("/health").status_code == 200
+    after = scrape(client)
+    labels = {"route": "/health", "method": "GET", "status": "200"}
+    bucket = "flux_dao_http_request_duration_seconds_bucket"
+    bounds = sorted(
+        {dict(key)["le"] for name, key in after if name == bucket and dict(key).get("route") == "/health"},
+        key=float,
+    )
+    assert bounds[0] == "0.001"
+    assert bounds[-1] == "+Inf"
+    counts = [value(after, bucket, **labels, le=le) for le in bounds]
+    assert counts == sorted(counts)  # cumulative: each bucket holds the ones below it
+    assert counts[-1] == value(after, DURATION_COUNT, **labels) == value(after, REQUESTS, **labels)
+    assert delta(before, after, bucket, **labels, le="+Inf") == 5
+    assert 0 < delta(before, after, DURATION_SUM, **labels) < 5 * 10
+
+
 def test_route_label_is_bounded_to_the_app_routes(client):
     for n in range(20):
         client.get(f"/no/such/path/{n}")
@@ -241,6 +261,20 @@ def test_one_log_record_per_request_with_its_fields(client, caplog):
     assert (slash["path"], slash["route"], slash["status"]) == ("/api/v1/users/", "/api/v1/users", 200)
 
 
+def test_request_records_hold_every_attribute_logging_formats_read(client, caplog):
+    every_attribute = (
+        "%(name)s %(levelno)s %(levelname)s %(pathname)s %(filename)s %(module)s %(lineno)d %(funcName)s "
+        "%(created)f %(msecs)d %(relativeCreated)d %(thread)s %(threadName)s %(process)d %(processName)s %(message)s"
+    )
+    with caplog.at_level(logging.INFO, logger="flux_dao.access"):
+        client.get("/health", headers={"X-Request-ID": "format-all"})
+    (record,) = [r for r in caplog.records if r.name == "flux_dao.access"]
+    line = logging.Formatter(every_attribute).format(record)  # a %-style format reads the record's __dict__
+    assert line.startswith("flux_dao.access 20 INFO ")
+    assert line.endswith(" GET /health 200")
+    assert record.fields["request_id"] == "format-all"
+
+
 @pytest.mark.sqlite
 def test_serve_logs_json_lines_and_never_the_key_or_body(tmp_path):
     secret = "s3cret-service-key-for-the-log-test"
@@ -286,6 +320,28 @@ def test_serve_logs_json_lines_and_never_the_key_or_body(tmp_path):
     assert secret not in output
     assert wrong not in output
     assert marker not in output
+
+
+@pytest.mark.sqlite
+def test_no_request_line_is_lost_under_load_or_at_shutdown(tmp_path):
+    env = {"FLUX_DAO_LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    sent = 400
+    with live_server(url, tmp_path, env=env) as server, httpx.Client(base_url=server.base) as http:
+
+        def ask(n: int) -> int:
+            return http.get("/health", headers={"X-Request-ID": f"load-{n}"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(ask, range(sent))) == {200}
+        # stopped (SIGTERM) straight after the last answer: lines still queued must be written before the exit
+    access = [
+        json.loads(line)
+        for line in server.output.splitlines()
+        if '"logger":"flux_dao.access"' in line and '"request_id":"load-' in line
+    ]
+    assert sorted(line["request_id"] for line in access) == sorted(f"load-{n}" for n in range(sent))
+    assert all(line["status"] == 200 and line["route"] == "/health" for line in access)
 
 
 @pytest.mark.sqlite
