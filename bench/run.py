@@ -1,4 +1,4 @@
-"""The benchmark driver: start both servers, seed, load each scenario A B A B, report and save.
+"""The benchmark driver: start both servers, seed, load each scenario A B B A, report and save.
 
 python -m bench                      # 100k tasks, then 1M for the growth columns; about 20 minutes
 python -m bench --no-growth          # 100k only
@@ -279,16 +279,21 @@ K = TypeVar("K")
 
 
 def alternate(args: argparse.Namespace, sides: Mapping[K, Side]) -> dict[K, dict[str, float]]:
-    """Warm every side, then ``args.rounds`` rounds of one run per side in order (A B A B), combined per side.
+    """Warm every side, then ``args.rounds`` rounds of one run per side, combined per side.
 
-    Alternating makes drift on a shared machine hit every side alike, so only ratios within one call mean much.
+    Alternating makes drift on a shared machine hit every side alike, so only ratios within one call mean much. The
+    order reverses every round (A B B A ...): the database's own work after a run of writes (autovacuum of the rows
+    it updated, WAL flushes) lands in the next run, and with a fixed order it always fell on the same side, which
+    put a tail of 2x the other's p99 on flux-dao's PATCH and list runs that the two sides did not cause.
     """
     for url, requests, headers in sides.values():
         warm(args, url, requests, headers)
     runs: dict[K, list[load.Figures]] = {name: [] for name in sides}
+    order = list(sides.items())
     for _ in range(args.rounds):
-        for name, (url, requests, headers) in sides.items():
+        for name, (url, requests, headers) in order:
             runs[name].append(measure(args, url, requests, headers))
+        order.reverse()
     return {name: combine(figures) for name, figures in runs.items()}
 
 
@@ -319,7 +324,7 @@ def paired_requests(
 
 
 def run_paired(args: argparse.Namespace, key: str, data: Dataset, flux: str, floor: str) -> dict[str, Any]:
-    """Two request lists on flux-dao, alternated A B A B; the target bounds probe p50 / base p50.
+    """Two request lists on flux-dao, alternated A B B A; the target bounds probe p50 / base p50.
 
     A check with ``floor`` runs both lists on the floor too, in the same rounds; its figures go under ``floor``.
     """
@@ -357,7 +362,7 @@ def growth(small: dict[str, Any], big: dict[str, Any]) -> dict[str, dict[str, fl
 
 
 def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str) -> dict[str, Any]:
-    """S1 on one worker and on two, alternated A B A B on the same data like the floor comparison."""
+    """S1 on one worker and on two, alternated A B B A on the same data like the floor comparison."""
     requests = requests_for(SCENARIOS["S1"], data)
     with flux_server(db_url, 2) as (two, process):
         result: dict[str, Any] = alternate(args, {"one": (one, requests, HEADERS), "two": (two, requests, HEADERS)})
@@ -528,7 +533,7 @@ def postgres_run(args: argparse.Namespace, keys: list[str], report: dict[str, An
 def run_peer_scenarios(
     args: argparse.Namespace, keys: list[str], data: Dataset, flux: str, peer: PocketBase
 ) -> dict[str, Any]:
-    """Each shared scenario on flux-dao and PocketBase, alternated A B A B; ratios are flux-dao's over PocketBase's."""
+    """Each shared scenario on flux-dao and PocketBase, alternated A B B A; ratios are flux-dao's over PocketBase's."""
     results: dict[str, Any] = {}
     for key in keys:
         flux_list, peer_list = peer_requests(key, data, peer)
@@ -540,7 +545,7 @@ def run_peer_scenarios(
 
 
 def sqlite_peer_run(args: argparse.Namespace, keys: list[str], program: Path) -> dict[str, Any]:
-    """flux-dao on a fresh SQLite file against PocketBase on the same rows, each scenario alternated A B A B."""
+    """flux-dao on a fresh SQLite file against PocketBase on the same rows, each scenario alternated A B B A."""
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-peer-") as tmp:
         database = Path(tmp) / "flux_dao.db"
         with flux_server(f"sqlite:///{database}", args.workers) as (flux, _):  # serve migrates the new file
