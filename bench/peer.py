@@ -16,9 +16,8 @@ from bench.pocketbase import PocketBase
 from bench.scenarios import API, SCENARIOS, Request, Scenario, requests_for
 from bench.seed import Dataset
 
-CONSTANT = Scenario("S0", "constant endpoint (/health)", lambda data, rng: ("GET", "/health", None), variants=1)
 PEER_SCENARIOS: dict[str, Scenario] = {
-    scenario.key: scenario for scenario in (CONSTANT, *(SCENARIOS[key] for key in ("S1", "S2", "S3", "S4", "S5")))
+    scenario.key: scenario for scenario in (SCENARIOS[key] for key in ("S0", "S1", "S2", "S3", "S4", "S5"))
 }
 """The scenarios both serve, in run order."""
 PEER_TARGET = 1.0

@@ -52,8 +52,23 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "resources.yaml"
 KEY = "bench-key"
 HEADERS = {"X-Flux-Service-Key": KEY, "Content-Type": "application/json"}
-TARGETS = {"S1": 0.67, "S2": 0.5, "S2b": 0.5, "S3": 0.5, "S4": 0.5, "S5": 0.6, "S6": 0.6, "S7": 0.5, "S8": 0.6}
+TARGETS = {
+    "S0": 0.9,
+    "S1": 0.67,
+    "S2": 0.5,
+    "S2b": 0.5,
+    "S3": 0.5,
+    "S4": 0.5,
+    "S5": 0.6,
+    "S6": 0.6,
+    "S7": 0.5,
+    "S8": 0.6,
+}
 """flux-dao req/s / floor req/s, at least."""
+P99_TARGET = 1.5
+"""flux-dao p99 / floor p99, at most, on every floor scenario (#10)."""
+LOG_COST = 0.05
+"""At most this share of S0's and S1's throughput lost to the default request log (LOG_LEVEL=INFO, #10)."""
 PAIRED_TARGETS = {key: check.target for key, check in PAIRED.items()}
 """probe p50 / base p50 on flux-dao, at most (S9 deep cursor page / first page; S10 include / S1)."""
 GROWTH = ("S1", "S2b", "S5", "S6")
@@ -77,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-growth", action="store_true", help="skip the second data size")
     p.add_argument("--workers", type=int, default=1, help="flux-dao workers for the main run")
     p.add_argument("--no-workers-check", action="store_true", help="skip S1 with --workers 2")
+    p.add_argument("--no-log-check", action="store_true", help="skip S0 and S1 with LOG_LEVEL=INFO against WARNING")
     p.add_argument("--no-startup", action="store_true", help="skip the start-up measurements")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per scenario and target")
@@ -105,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if unknown:
             p.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if args.only_sqlite_peer:
-        args.no_growth = args.no_workers_check = args.no_startup = True
+        args.no_growth = args.no_workers_check = args.no_startup = args.no_log_check = True
     if args.tiny:
         args.scale, args.duration, args.warmup, args.rounds = 0.02, 1.0, 0.3, 1
         args.no_growth = args.no_workers_check = True
@@ -165,7 +181,7 @@ def server(
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def flux_server(db_url: str, workers: int) -> Any:
+def flux_server(db_url: str, workers: int, log_level: str = "WARNING") -> Any:
     port = free_port()
     cmd = [
         sys.executable,
@@ -179,7 +195,7 @@ def flux_server(db_url: str, workers: int) -> Any:
         "--workers",
         str(workers),
     ]
-    env = {"DATABASE_URL": db_url, "SERVICE_API_KEYS": KEY, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "10"}
+    env = {"DATABASE_URL": db_url, "SERVICE_API_KEYS": KEY, "LOG_LEVEL": log_level, "DB_POOL_SIZE": "10"}
     return server(cmd, env, port)
 
 
@@ -376,6 +392,27 @@ def workers_check(args: argparse.Namespace, data: Dataset, db_url: str, one: str
     return result
 
 
+def log_check(args: argparse.Namespace, data: Dataset, db_url: str, quiet: str) -> dict[str, Any]:
+    """S0 and S1 with the default request log (LOG_LEVEL=INFO, one line per request to the server's stderr, here a
+    file) against the main server at WARNING, alternated: the share of throughput the log costs."""
+    result: dict[str, Any] = {}
+    with flux_server(db_url, args.workers, log_level="INFO") as (logged, _):
+        for key in ("S0", "S1"):
+            requests = requests_for(SCENARIOS[key], data)
+            row: dict[str, Any] = alternate(
+                args, {"warning": (quiet, requests, HEADERS), "info": (logged, requests, HEADERS)}
+            )
+            row["cost"] = 1 - row["info"]["rps"] / row["warning"]["rps"]
+            row["cpu_cost"] = row["info"]["cpu_us_per_req"] / row["warning"]["cpu_us_per_req"] - 1
+            result[key] = row
+            print(
+                f"{key} LOG_LEVEL=INFO: {row['info']['rps']:.0f} req/s against {row['warning']['rps']:.0f} at WARNING: "
+                f"{row['cost']:+.1%} throughput lost, {row['cpu_cost']:+.1%} CPU per request",
+                flush=True,
+            )
+    return result
+
+
 def print_paired(key: str, row: dict[str, Any]) -> None:
     check = PAIRED[key]
     base, probe = row[check.base], row[check.probe]
@@ -416,6 +453,21 @@ def print_row(key: str, row: dict[str, Any]) -> None:
     )
 
 
+def _run_targets(
+    key: str, row: dict[str, Any], size: str, main_size: str | None
+) -> list[tuple[str, float, str, float]]:
+    """The targets one scenario's row is held to: a paired p50 factor, or the floor ratios at the main size."""
+    if key in PAIRED:
+        return [(f"{key} {PAIRED[key].title}, p50 at {size} tasks", row["p50_factor"], "<=", PAIRED[key].target)]
+    if key not in TARGETS or size != main_size:
+        return []
+    title = SCENARIOS[key].title
+    return [
+        (f"{key} {title}, flux-dao / floor req/s", row["ratio"], ">=", TARGETS[key]),
+        (f"{key} {title}, flux-dao / floor p99", row["p99_ratio"], "<=", P99_TARGET),
+    ]
+
+
 def checks(report: dict[str, Any], main_size: str | None) -> list[dict[str, Any]]:
     """Every target the run measured, PASS or FAIL (timing targets are only meaningful with wrk, not --tiny)."""
     found: list[dict[str, Any]] = []
@@ -427,14 +479,12 @@ def checks(report: dict[str, Any], main_size: str | None) -> list[dict[str, Any]
 
     for size, runs in report.get("runs", {}).items():
         for key, row in runs.items():
-            if key in PAIRED:
-                check(
-                    f"{key} {PAIRED[key].title}, p50 at {size} tasks", row["p50_factor"], "<=", PAIRED[key].target, "x"
-                )
-            elif key in TARGETS and size == main_size:
-                check(f"{key} {SCENARIOS[key].title}, flux-dao / floor req/s", row["ratio"], ">=", TARGETS[key], "x")
+            for name, value, op, target in _run_targets(key, row, size, main_size):
+                check(name, value, op, target, "x")
     for key, row in report.get("growth_p50", {}).items():
         check(f"{key} p50 growth {main_size} -> more tasks", row["factor"], "<", GROWTH_FACTOR, "x")
+    for key, row in report.get("request_log", {}).items():
+        check(f"{key} throughput lost to the INFO request log", row["cost"] * 100, "<", LOG_COST * 100, "%")
     if "workers_2_s1" in report:
         check("S1 with --workers 2 / one worker, req/s", report["workers_2_s1"]["speedup"], ">=", WORKERS_SPEEDUP, "x")
     if report.get("rss_mb_after_run"):
@@ -518,6 +568,8 @@ def postgres_run(args: argparse.Namespace, keys: list[str], report: dict[str, An
             print(f"flux-dao RSS after the run: {', '.join(f'{v:.0f} MB' for v in report['rss_mb_after_run'])}")
             if not args.no_workers_check and "S1" in keys:
                 report["workers_2_s1"] = workers_check(args, data, db_url, flux)
+            if not args.no_log_check:
+                report["request_log"] = log_check(args, data, db_url, flux)
             if not args.no_growth:
                 print(f"seeding scale {args.growth_scale} ...", flush=True)
                 big = asyncio.run(seed(dsn, args.growth_scale))

@@ -1,6 +1,7 @@
 """The scenarios, as lists of concrete requests drawn from the seeded data.
 
-S1..S8 are compared with the floor: each is a fixed list of requests (random ids, users and days, drawn with a fixed
+S0..S8 are compared with the floor (S0 is the constant endpoint, ``/health``: what the server and the request
+wrapper cost before any database work): each is a fixed list of requests (random ids, users and days, drawn with a fixed
 seed); the load generator picks from it at random. The same list drives flux-dao and the floor, which serve the same
 paths. S9 and S10 compare flux-dao with itself (``PAIRED``): two request lists alternated on flux-dao, their p50s
 set side by side.
@@ -36,6 +37,10 @@ class Scenario:
 def _day(data: Dataset, rng: random.Random) -> tuple[str, str]:
     day = data.start + timedelta(days=rng.randrange(WINDOW_DAYS))
     return day.strftime("%Y-%m-%dT00:00:00Z"), day.strftime("%Y-%m-%dT23:59:59Z")
+
+
+def _s0(d: Dataset, r: random.Random) -> Request:
+    return "GET", "/health", None
 
 
 def _s1(d: Dataset, r: random.Random) -> Request:
@@ -89,6 +94,7 @@ def _s8(d: Dataset, r: random.Random) -> Request:
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in (
+        Scenario("S0", "constant endpoint (/health)", _s0, variants=1),
         Scenario("S1", "GET task by id", _s1),
         Scenario("S2", "list a user's tasks, 20 per page, with total", _s2),
         Scenario("S2b", "the same, count skipped", _s2b),
