@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -27,10 +27,13 @@ __all__ = (
     "REQUEST_ID_ATTR",
     "ChatterFilter",
     "JsonFormatter",
+    "LineSink",
     "RequestInfo",
+    "RequestLine",
     "StderrHandler",
     "TextFormatter",
     "configure_logging",
+    "line_sink",
     "logging_config",
 )
 
@@ -99,14 +102,8 @@ class JsonFormatter(logging.Formatter):
         self._timestamp = _UtcTimestamps()
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self._timestamp(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "pid": record.process,
-        }
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
+        out = self._head(record.created, record.levelname, record.name, record.getMessage(), record.process)
         if fields:
             out.update(fields)
         elif (request_id := _request_id(record)) is not None:
@@ -116,6 +113,67 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             out["stack_info"] = self.formatStack(record.stack_info)
         return _encoder.encode(out).decode()
+
+    def format_line(self, created: float, line: "RequestLine") -> bytes:
+        """``line`` as ``format`` writes a record holding the same (the request log's, without its record)."""
+        line.ts = self._timestamp(created)
+        return _encoder.encode(line)
+
+    def _head(self, created: float, level: str, logger: str, message: str, pid: int | None) -> dict[str, Any]:
+        return {"ts": self._timestamp(created), "level": level, "logger": logger, "message": message, "pid": pid}
+
+
+class RequestLine(msgspec.Struct, gc=False):
+    """One line of the request log: the JSON format's keys in its order (``ts`` is set when it is written).
+
+    A struct encodes in a third of the time of the dict a record's line is built from.
+    """
+
+    ts: str
+    level: str
+    logger: str
+    message: str
+    pid: int
+    method: str
+    route: str | None
+    path: str
+    status: int
+    duration_ms: float
+    key_name: str | None
+    request_id: str
+    client: str | None
+    problem: str | None
+
+    def fields(self) -> dict[str, Any]:
+        """The structured fields, as a record of this line carries them (``FIELDS_ATTR``)."""
+        return {name: getattr(self, name) for name in self.__struct_fields__[5:]}
+
+
+class LineSink(Protocol):
+    """A handler that takes request lines without a ``LogRecord`` (``flux_dao.ops.log_writer``'s)."""
+
+    def put_line(self, line: RequestLine) -> None:
+        """Queue one request line, logged now."""
+        ...
+
+
+def line_sink(logger: logging.Logger) -> LineSink | None:
+    """The handler ``logger``'s INFO lines reach, when it is the only one and takes lines without records.
+
+    The request log writes one line per request; building a record and passing it through the loggers and handlers
+    costs the request more than the rest of the line. Where logging is configured as ``serve`` configures it (one
+    queued handler), the line goes to that handler directly; anywhere else (tests capturing records, a second
+    handler) it goes through logging as usual.
+    """
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers += current.handlers
+        current = current.parent if current.propagate else None
+    if len(handlers) != 1 or not hasattr(handlers[0], "put_line"):
+        return None
+    sink: LineSink = handlers[0]
+    return sink
 
 
 _CONTROLS: Final = {code: f"\\x{code:02x}" for code in (*range(32), 127)}

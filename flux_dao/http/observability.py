@@ -63,7 +63,7 @@ from prometheus_client.utils import floatToGoString
 from flux_dao.config import Exposure, Settings
 from flux_dao.http.auth import KEY_NAME_STATE
 from flux_dao.http.problems import PROBLEM_MEDIA_TYPE, problem_body
-from flux_dao.logs import CURRENT_REQUEST, RequestInfo
+from flux_dao.logs import CURRENT_REQUEST, LineSink, RequestInfo, RequestLine, line_sink
 from flux_dao.store.db import Database
 
 __all__ = (
@@ -229,11 +229,13 @@ class Metrics:
 class _ObservabilityMiddleware:
     """The outermost ASGI wrapper: request id, metrics, one log line per request."""
 
-    __slots__ = ("app", "metrics")
+    __slots__ = ("app", "metrics", "sink")
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.sink: LineSink | None = None
+        """Where request lines go without a record, once the app has started (``flux_dao.logs.line_sink``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -272,7 +274,7 @@ class _ObservabilityMiddleware:
             if info.problem is not None:
                 self.metrics.problems.labels(info.problem).inc()
             if _access_log.isEnabledFor(logging.INFO):
-                _log_request(scope, path, route, method, status, seconds, info)
+                _log_request(scope, path, route, method, status, seconds, info, self.sink)
 
 
 async def _answer_cut_off(send: Send, info: RequestInfo) -> None:
@@ -347,23 +349,37 @@ class _AccessRecord(logging.LogRecord):
 
 
 def _log_request(
-    scope: Scope, path: str, route: str | None, method: str, status: int, seconds: float, info: RequestInfo
+    scope: Scope,
+    path: str,
+    route: str | None,
+    method: str,
+    status: int,
+    seconds: float,
+    info: RequestInfo,
+    sink: LineSink | None,
 ) -> None:
     client = scope.get("client")
     state = scope.get("state")
-    fields = {
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "duration_ms": round(seconds * 1000, 3),
-        "key_name": state.get(KEY_NAME_STATE) if state else None,
-        "request_id": info.request_id,
-        "client": client[0] if client else None,
-        "problem": info.problem,
-    }
-    record = _AccessRecord(f"{method} {path} {status}", fields)
-    _access_log.handle(record)
+    line = RequestLine(
+        "",
+        "INFO",
+        ACCESS_LOGGER,
+        f"{method} {path} {status}",
+        os.getpid(),
+        method,
+        route,
+        path,
+        status,
+        round(seconds * 1000, 3),
+        state.get(KEY_NAME_STATE) if state else None,
+        info.request_id,
+        client[0] if client else None,
+        info.problem,
+    )
+    if sink is not None:
+        sink.put_line(line)
+        return
+    _access_log.handle(_AccessRecord(line.message, line.fields()))
 
 
 class Observability:
@@ -373,6 +389,7 @@ class Observability:
         self.settings = settings
         self.metrics = Metrics(db)
         self._refresher: asyncio.Task[None] | None = None
+        self._wrapper: _ObservabilityMiddleware | None = None
 
     def route_handlers(self, middleware: Sequence[Middleware] = ()) -> list[HTTPRouteHandler]:
         """``GET /metrics`` behind ``middleware`` (the exposure check); none when metrics are off."""
@@ -395,10 +412,16 @@ class Observability:
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """``app`` (Litestar's ASGI handler) inside the request-id, metrics and request-log wrapper."""
-        return _ObservabilityMiddleware(app, self.metrics)
+        self._wrapper = _ObservabilityMiddleware(app, self.metrics)
+        return self._wrapper
 
     async def start(self) -> None:
-        """With several workers, refresh this worker's pool gauges in the shared folder once a second."""
+        """Find where request lines go, logging being configured by now; with several workers, start refreshing.
+
+        The refresher puts this worker's pool gauges in the shared folder once a second.
+        """
+        if self._wrapper is not None:
+            self._wrapper.sink = line_sink(_access_log)
         if self.metrics.multiprocess and self._refresher is None:
             self._refresher = asyncio.create_task(self._refresh_pool_forever())
 

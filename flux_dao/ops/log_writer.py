@@ -18,7 +18,7 @@ import time
 from queue import SimpleQueue
 from typing import Any, Final
 
-from flux_dao.logs import CURRENT_REQUEST, FIELDS_ATTR, REQUEST_ID_ATTR, StderrHandler
+from flux_dao.logs import CURRENT_REQUEST, FIELDS_ATTR, REQUEST_ID_ATTR, JsonFormatter, RequestLine, StderrHandler
 
 __all__ = ("QueuedStderrHandler",)
 
@@ -30,6 +30,31 @@ event loop would trade the GIL (and a futex wake) per line, which cost more than
 wakes at most 50 times a second and writes what accumulated. A line reaches stderr at most this much later."""
 _FLUSH_TIMEOUT: Final = 5.0
 """Seconds ``flush`` and ``close`` wait for the writer thread; a stuck stderr must not hang the shutdown forever."""
+
+
+_Line = tuple[float, RequestLine]
+"""A request line queued without a record (``put_line``), with the time it was logged."""
+
+
+def _line_record(created: float, line: RequestLine) -> logging.LogRecord:
+    """A record of a line queued without one, for formatters other than JSON (built on the writer's thread)."""
+    record = logging.makeLogRecord({"name": line.logger, "levelno": logging.INFO, "levelname": "INFO"})
+    record.msg, record.process = line.message, line.pid
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    setattr(record, FIELDS_ATTR, line.fields())
+    return record
+
+
+def _write_bytes(stream: Any, data: bytes) -> None:
+    """Write UTF-8 lines to a text stream: to its bytes underneath when it has them (no decoding and re-encoding)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # a stream swapped in for capturing (click's runner, a StringIO)
+        stream.write(data.decode(errors="replace"))
+        stream.flush()
+        return
+    stream.flush()  # what was written to the text layer goes first
+    buffer.write(data)
+    buffer.flush()
 
 
 class _Stop:
@@ -46,7 +71,7 @@ class QueuedStderrHandler(logging.Handler):
     def __init__(self) -> None:
         self._target = StderrHandler()  # before ``super().__init__``: ``logging.shutdown`` closes this one last
         super().__init__()
-        self._queue: SimpleQueue[logging.LogRecord | threading.Event | _Stop] = SimpleQueue()
+        self._queue: SimpleQueue[logging.LogRecord | _Line | threading.Event | _Stop] = SimpleQueue()
         self._closed = False
         # No formatter of flux-dao's names a thread or process: not looking them up saves a request ~1 us per line.
         logging.logThreads = False
@@ -80,6 +105,16 @@ class QueuedStderrHandler(logging.Handler):
                 setattr(record, REQUEST_ID_ATTR, request.request_id)
         self._queue.put(record)
 
+    def put_line(self, line: RequestLine) -> None:
+        """A request line without a record (``flux_dao.logs.line_sink``): the writer formats it.
+
+        The handler's filters are not asked: flux-dao's own (``ChatterFilter``) never drop a request line.
+        """
+        if self._closed:
+            self._target.handle(_line_record(time.time(), line))
+            return
+        self._queue.put((time.time(), line))
+
     def flush(self) -> None:
         """Wait until every record queued so far is written."""
         if self._closed or not self._writer.is_alive():
@@ -109,14 +144,20 @@ class QueuedStderrHandler(logging.Handler):
 
     def _write(self, batch: list[Any]) -> bool:
         """Format and write the records of ``batch`` in one write; set the flush events once written before them."""
-        lines: list[str] = []
+        lines: list[bytes] = []
         events: list[threading.Event] = []
         stop = False
         target = self._target
+        formatter = target.formatter
         for item in batch:
+            if isinstance(item, tuple):  # put_line
+                if isinstance(formatter, JsonFormatter):
+                    lines.append(formatter.format_line(*item))
+                    continue
+                item = _line_record(*item)  # noqa: PLW2901 (the other formats read a record)
             if isinstance(item, logging.LogRecord):
                 try:
-                    lines.append(target.format(item))
+                    lines.append(target.format(item).encode(errors="backslashreplace"))
                 except Exception:  # noqa: BLE001 (reported as logging reports it; the other lines are written)
                     target.handleError(item)
             elif isinstance(item, threading.Event):
@@ -125,9 +166,7 @@ class QueuedStderrHandler(logging.Handler):
                 stop = True
         if lines:
             try:
-                stream = target.stream
-                stream.write(target.terminator.join(lines) + target.terminator)
-                stream.flush()
+                _write_bytes(target.stream, b"\n".join(lines) + b"\n")
             except Exception:  # noqa: BLE001 (stderr gone: logging's own policy, report and go on)
                 target.handleError(batch[0])
         for event in events:

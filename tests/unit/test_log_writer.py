@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flux_dao.logs import CURRENT_REQUEST, FIELDS_ATTR, JsonFormatter, RequestInfo
+from flux_dao.logs import CURRENT_REQUEST, FIELDS_ATTR, JsonFormatter, RequestInfo, RequestLine, TextFormatter
 from flux_dao.ops.log_writer import QueuedStderrHandler
 
 
@@ -75,3 +75,51 @@ def test_a_record_after_close_is_written_at_once(handler, capsys):
     handler.close()
     logging.getLogger("tests.log_writer").error("late")
     assert [line["message"] for line in lines(capsys)] == ["late"]
+
+
+def _request_line(n: int) -> RequestLine:
+    return RequestLine(
+        "",
+        "INFO",
+        "flux_dao.access",
+        f"GET /x/{n} 200",
+        7,
+        "GET",
+        "/x/{id}",
+        f"/x/{n}",
+        200,
+        1.5,
+        "k",
+        f"r{n}",
+        None,
+        None,
+    )
+
+
+def test_a_request_line_without_a_record_is_written_as_its_record_would_be(handler, capsys):
+    """The request log's fast path (``put_line``) writes the line the record path writes, in order with others."""
+    logger = logging.getLogger("tests.log_writer")
+    logger.info("before")
+    handler.put_line(_request_line(1))
+    logger.info("after")
+    handler.close()
+    before, line, after = lines(capsys)
+    assert (before["message"], after["message"]) == ("before", "after")
+    record = logging.makeLogRecord({"name": "flux_dao.access", "levelno": logging.INFO, "levelname": "INFO"})
+    record.msg, record.process, record.created = "GET /x/1 200", 7, 0.0
+    setattr(record, FIELDS_ATTR, _request_line(1).fields())
+    expected = json.loads(JsonFormatter().format(record))
+    assert {k: v for k, v in line.items() if k != "ts"} == {k: v for k, v in expected.items() if k != "ts"}
+    assert list(line) == list(expected)  # the same keys in the same order
+    assert line["ts"].endswith("Z")
+
+
+def test_request_lines_in_the_text_format_go_through_a_record(capsys):
+    handler = QueuedStderrHandler()
+    handler.setFormatter(TextFormatter())
+    handler.put_line(_request_line(2))
+    handler.close()
+    written = capsys.readouterr().err
+    assert "GET /x/2 200" in written
+    assert "request_id=r2" in written
+    assert "route=/x/{id}" in written
