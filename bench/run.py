@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(PEER_SCENARIOS),
         help=f"comma-separated subset of {','.join(PEER_SCENARIOS)} for the SQLite vs PocketBase comparison",
     )
+    p.add_argument(
+        "--peer-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="flux-dao workers against PocketBase (default: one per core, as PocketBase's Go runtime uses them all)",
+    )
     args = p.parse_args(argv)
     args.keys = [key.strip() for key in args.scenarios.split(",") if key.strip()]
     args.peer_keys = [key.strip() for key in args.peer_scenarios.split(",") if key.strip()]
@@ -125,7 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.tiny:
         args.scale, args.duration, args.warmup, args.rounds = 0.02, 1.0, 0.3, 1
         args.no_growth = args.no_workers_check = True
-        args.connections = 4
+        args.connections, args.peer_workers = 4, 1
         args.cursor_depth = min(args.cursor_depth, 500)
         if args.loader == "auto":
             args.loader = "python"
@@ -600,7 +606,7 @@ def sqlite_peer_run(args: argparse.Namespace, keys: list[str], program: Path) ->
     """flux-dao on a fresh SQLite file against PocketBase on the same rows, each scenario alternated A B B A."""
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-peer-") as tmp:
         database = Path(tmp) / "flux_dao.db"
-        with flux_server(f"sqlite:///{database}", args.workers) as (flux, _):  # serve migrates the new file
+        with flux_server(f"sqlite:///{database}", args.peer_workers) as (flux, _):  # serve migrates the new file
             print(f"seeding flux-dao's SQLite file, scale {args.scale} ...", flush=True)
             began = time.perf_counter()
             data = seed_sqlite(database, MANIFEST, args.scale)
@@ -653,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "conditions": {
             "workers": args.workers,
+            "peer_workers": args.peer_workers,
             "connections": args.connections,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
