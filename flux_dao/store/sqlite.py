@@ -26,7 +26,9 @@ migrations, which still run through SQLAlchemy) reads back the same.
 """
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -48,6 +50,7 @@ _LONGEST_PAUSE: Final = 0.004
 _PROGRESS_STEPS: Final = 20_000
 """SQLite virtual-machine steps between two looks at the clock (a lookup by id takes about a hundred)."""
 _STATEMENT_CACHE: Final = 512
+_CHECKPOINT_SECONDS: Final = 1.0
 
 Processor = Callable[[Any], Any]
 
@@ -125,13 +128,42 @@ class _Statement:
         return converted
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database from a thread of its own, once a second while there is work.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold, which here is a request on the
+    event loop: every few hundred writes one of them waited for a thousand pages to be written and synced. This
+    thread's connection does it instead (``sqlite3`` releases the interpreter lock while SQLite works), PASSIVE: it
+    never waits for readers or the writer, and what it could not copy is copied on a later round.
+    """
+
+    def __init__(self, path: str, *, uri: bool) -> None:
+        self._conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False, uri=uri)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flux-dao-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(_CHECKPOINT_SECONDS):
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: another worker is checkpointing
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            self._conn.close()
+
+    def stop(self) -> None:
+        """Stop after the round in progress; the last connection to close checkpoints what is left."""
+        self._stopped.set()
+        self._thread.join(timeout=_CHECKPOINT_SECONDS * 5)
+
+
 class SqliteConnection:
     """The worker's one SQLite connection, with statements compiled once; also its own ``async with``.
 
     Reads and writes use it alike: see the module docstring for why that is safe.
     """
 
-    __slots__ = ("_cache", "_conn", "_deadline", "_patience", "_timeout", "count")
+    __slots__ = ("_cache", "_checkpointer", "_conn", "_deadline", "_patience", "_timeout", "count")
 
     def __init__(self, url: str, *, synchronous: str, statement_timeout: float, patience: float, count: Any) -> None:
         path, uri = sqlite_path(url)
@@ -152,11 +184,18 @@ class SqliteConnection:
             self._conn.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)  # icontains folds all Unicode
             # switching a new database to WAL needs it to itself for a moment: the one wait allowed inside SQLite
             self._conn.execute(f"PRAGMA busy_timeout={int(patience * 1000)}")
-            pragmas = ("foreign_keys=ON", "journal_mode=WAL", f"synchronous={synchronous.upper()}", "busy_timeout=0")
+            pragmas = (
+                "foreign_keys=ON",
+                "journal_mode=WAL",
+                f"synchronous={synchronous.upper()}",
+                "busy_timeout=0",
+                "wal_autocheckpoint=0",  # the checkpointer thread does it, off the event loop
+            )
             for pragma in pragmas:
                 self._conn.execute(f"PRAGMA {pragma}")
             if statement_timeout > 0:
                 self._conn.set_progress_handler(self._overdue, _PROGRESS_STEPS)
+            self._checkpointer = _Checkpointer(path, uri=uri)
         except BaseException:
             self._conn.close()
             raise
@@ -169,6 +208,7 @@ class SqliteConnection:
 
     def close(self) -> None:
         """Close the connection (shutdown); a statement cannot be running, as they all run on this thread."""
+        self._checkpointer.stop()
         self._conn.close()
 
     def _overdue(self) -> bool:

@@ -557,6 +557,28 @@ def test_a_statement_past_the_statement_timeout_is_interrupted_with_a_503(one_wo
 # --- DB_SQLITE_SYNCHRONOUS --------------------------------------------------------------------------------------------
 
 
+def test_writes_reach_the_database_file_by_the_checkpointer_not_in_a_request(one_worker, api) -> None:
+    """The worker copies its WAL into the database file from a thread of its own, within seconds of the writes;
+    the commits themselves never checkpoint (that is how a request used to stall every few hundred writes)."""
+    path = database_file(one_worker)
+    user = new_user(api)
+    probe = sqlite3.connect(path)
+    try:
+        assert probe.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)  # another connection's own default
+        before = Path(path).stat().st_size
+        body = {"user_id": user["id"], "description": "x" * 1000}
+        created = [api.post("/tasks", json=body | {"title": f"t{n}"}) for n in range(300)]
+        assert {response.status_code for response in created} == {201}
+        deadline = time.monotonic() + 10
+        while Path(path).stat().st_size <= before:  # 300 rows of 1,000+ bytes: new pages, copied into the file
+            assert time.monotonic() < deadline, "the WAL was not checkpointed into the database file"
+            time.sleep(0.1)
+        count = probe.execute("SELECT count(*) FROM tasks WHERE user_id = ?", (uuid.UUID(user["id"]).bytes,))
+        assert count.fetchone() == (300,)
+    finally:
+        probe.close()
+
+
 @pytest.mark.parametrize("name", ["DB_SQLITE_SYNCHRONOUS", "FLUX_DAO_DB_SQLITE_SYNCHRONOUS"])
 @pytest.mark.parametrize("command", ["serve", "migrate"])
 def test_a_bad_synchronous_value_stops_the_cli_naming_the_variable(tmp_path: Path, name: str, command: str) -> None:
