@@ -103,7 +103,13 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields: Mapping[str, Any] | None = getattr(record, FIELDS_ATTR, None)
-        out = self._head(record.created, record.levelname, record.name, record.getMessage(), record.process)
+        out: dict[str, Any] = {
+            "ts": self._timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
         if fields:
             out.update(fields)
         elif (request_id := _request_id(record)) is not None:
@@ -118,9 +124,6 @@ class JsonFormatter(logging.Formatter):
         """``line`` as ``format`` writes a record holding the same (the request log's, without its record)."""
         line.ts = self._timestamp(created)
         return _encoder.encode(line)
-
-    def _head(self, created: float, level: str, logger: str, message: str, pid: int | None) -> dict[str, Any]:
-        return {"ts": self._timestamp(created), "level": level, "logger": logger, "message": message, "pid": pid}
 
 
 class RequestLine(msgspec.Struct, gc=False):

@@ -4,13 +4,9 @@ The request lives in ``flux_dao.logs``' context variable (the log lines read its
 can note the problem it answers with without importing the wrapper.
 """
 
-from typing import Final
+from flux_dao.logs import CURRENT_REQUEST
 
-from flux_dao.logs import CURRENT_REQUEST, RequestInfo
-
-__all__ = ("RequestInfo", "current_request", "note_problem")
-
-current_request: Final = CURRENT_REQUEST
+__all__ = ("note_problem",)
 
 
 def note_problem(slug: str) -> str | None:
@@ -18,7 +14,7 @@ def note_problem(slug: str) -> str | None:
 
     Called by ``problem_response``; outside a request (no wrapper) it does nothing and returns None.
     """
-    info = current_request.get()
+    info = CURRENT_REQUEST.get()
     if info is None:
         return None
     info.problem = slug
