@@ -128,6 +128,24 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(msg) from exc
 
 
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_LONGEST_DURATION: Final = 3650 * 86400
+
+
+def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds, from ``90``, ``90s``, ``15m``, ``24h`` or ``7d``; more than zero."""
+    name, raw = env_setting(env, name)
+    if raw is None:
+        return default
+    match = _DURATION.match(raw)
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]] if match else 0.0
+    if not 0 < seconds <= _LONGEST_DURATION:
+        msg = f"{name} must be a duration above zero and at most 3650d, such as 90, 90s, 15m, 24h or 7d, got {raw!r}"
+        raise ValueError(msg)
+    return seconds
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in (_text(env, name) or "").split(",") if item.strip())
 
@@ -314,6 +332,9 @@ class Settings:
     cursor_secret: str = ""
     """Key of the MAC that seals list cursors (env ``FLUX_DAO_CURSOR_SECRET``); empty: derived from the service keys,
     so replicas sharing their keys accept each other's cursors. A changed or forged cursor is refused either way."""
+    idempotency_ttl: float = 86400.0
+    """Seconds an ``Idempotency-Key``'s answer is kept for its repeats, then purged (env
+    ``FLUX_DAO_IDEMPOTENCY_TTL``: seconds, or ``24h``, ``7d``...)."""
     cors_origins: tuple[str, ...] = ()
     """Origins browsers may call the API from (env ``FLUX_DAO_CORS_ORIGINS``, comma-separated); empty: CORS off."""
     docs: Exposure = Exposure.AUTO
@@ -366,6 +387,7 @@ class Settings:
             rate_limit=_at_least_zero("FLUX_DAO_RATE_LIMIT", _float(env, "FLUX_DAO_RATE_LIMIT", cls.rate_limit)),
             rate_burst=int(_at_least_zero("FLUX_DAO_RATE_BURST", _int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst))),
             cursor_secret=_text(env, "FLUX_DAO_CURSOR_SECRET") or "",
+            idempotency_ttl=_duration(env, "FLUX_DAO_IDEMPOTENCY_TTL", cls.idempotency_ttl),
             cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = (
+    "BatchOperationError",
     "ConflictError",
     "DatabaseUnavailableError",
     "DatabaseUnreachableError",
@@ -20,6 +21,8 @@ __all__ = (
     "ManifestError",
     "MissingReferenceError",
     "NotFoundError",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
     "RateLimitedError",
     "RepositoryError",
     "RestrictedDeleteError",
@@ -67,6 +70,17 @@ class RestrictedDeleteError(ConflictError):
     """Other rows still reference the row being deleted through a RESTRICT relation."""
 
 
+class PreconditionFailedError(RepositoryError):
+    """A conditional write (``If-Match``) named a version the row is not at (HTTP 412).
+
+    ``extra`` holds the current ``version``.
+    """
+
+
+class PreconditionRequiredError(RepositoryError):
+    """A write to a resource declared ``concurrency: required`` did not name the version it changes (HTTP 428)."""
+
+
 class DatabaseUnavailableError(RepositoryError):
     """The database cannot be reached or did not answer in time (HTTP 503)."""
 
@@ -107,3 +121,12 @@ class RateLimitedError(FluxDaoError):
     def __init__(self, caller: str, retry_after: int) -> None:
         super().__init__(f"Too many requests from {caller!r}; retry after {retry_after} s.")
         self.retry_after = retry_after
+
+
+class BatchOperationError(FluxDaoError):
+    """One operation of a batch failed (its index), so none was applied; answered as ``cause`` is."""
+
+    def __init__(self, index: int, cause: FluxDaoError) -> None:
+        super().__init__(f"operation {index}: {cause}")
+        self.index = index
+        self.cause = cause

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+import asyncpg
+
 __all__ = ("FaultProxy",)
 
 T = TypeVar("T")
@@ -223,3 +225,16 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def pg_direct(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement straight on PostgreSQL (never through the proxy or the service)."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())

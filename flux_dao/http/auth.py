@@ -16,10 +16,19 @@ from flux_dao.errors import ForbiddenError, RateLimitedError
 from flux_dao.http.keys import KeyRing, ServiceKey, required_scope
 from flux_dao.http.ratelimit import RateLimiter
 
-__all__ = ("KEY_NAME_STATE", "SERVICE_KEY_HEADER", "api_access_middleware", "exposure_middleware", "is_loopback_client")
+__all__ = (
+    "KEY_NAME_STATE",
+    "KEY_STATE",
+    "SERVICE_KEY_HEADER",
+    "api_access_middleware",
+    "exposure_middleware",
+    "is_loopback_client",
+)
 
 SERVICE_KEY_HEADER: Final = "X-Flux-Service-Key"
 KEY_NAME_STATE: Final = "key_name"
+KEY_STATE: Final = "service_key"
+"""The calling ``ServiceKey`` (absent when the API runs without keys): routes that span resources check scopes."""
 _HEADER: Final = SERVICE_KEY_HEADER.lower().encode("latin-1")
 _CHALLENGE: Final = {"WWW-Authenticate": f'ApiKey realm="flux-dao", header="{SERVICE_KEY_HEADER}"'}
 """What a 401 must say (RFC 9110): how to authenticate."""
@@ -35,7 +44,9 @@ def _identify(scope: Scope, keyring: KeyRing) -> ServiceKey:
     if key is None:
         msg = f"Unknown {SERVICE_KEY_HEADER}."
         raise NotAuthorizedException(msg, headers=_CHALLENGE)
-    scope.setdefault("state", {})[KEY_NAME_STATE] = key.name
+    state = scope.setdefault("state", {})
+    state[KEY_NAME_STATE] = key.name
+    state[KEY_STATE] = key
     return key
 
 
@@ -75,9 +86,11 @@ def api_access_middleware(keyring: KeyRing, limiter: RateLimiter | None) -> type
                     if limiter is not None and (wait := limiter.retry_after(_address(scope))) is not None:
                         raise RateLimitedError(_address(scope), wait) from None
                     raise
-                needed = required_scope(scope["route_handler"].opt["resource"], str(scope.get("method", "GET")))
-                if not key.allows(needed):
-                    raise ForbiddenError(key.name, needed)
+                resource = scope["route_handler"].opt.get("resource")
+                if resource is not None:  # a route spanning resources (batch) checks each operation's scope itself
+                    needed = required_scope(resource, str(scope.get("method", "GET")))
+                    if not key.allows(needed):
+                        raise ForbiddenError(key.name, needed)
                 caller = key.name
             else:
                 caller = _address(scope)

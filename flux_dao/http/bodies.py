@@ -18,7 +18,15 @@ from litestar.params import Body
 
 from flux_dao.http.body_problems import BodyFields, decode_locating_out_of_range, is_out_of_range, unlocated
 
-__all__ = ("STRICT_BODY_OPT", "BodyProblem", "StrictBody", "json_body", "strict_body")
+__all__ = (
+    "STRICT_BODY_OPT",
+    "BodyProblem",
+    "StrictBody",
+    "StrictList",
+    "json_body",
+    "strict_body",
+    "strict_list",
+)
 
 BodyProblem = dict[str, str]
 """One problem, shaped as Litestar's own validation errors are (``message``, ``key``, ``source``)."""
@@ -74,6 +82,18 @@ class StrictBody:
         cast("dict[str, Any]", request.scope)[_DECODED] = value
         return []
 
+    def convert(self, raw: Any, at: str) -> tuple[Any, list[BodyProblem]]:
+        """An already decoded JSON value as the struct, or every problem with its location under ``at``."""
+        try:
+            return msgspec.convert(self._lax_integers(raw), self.struct_type, strict=True), []
+        except msgspec.ValidationError as exc:
+            problems = self._every_problem(raw, {}, first=str(exc))
+        for problem in problems:
+            message = problem["message"]
+            head, sep, path = message.rpartition(" - at `$")
+            problem["message"] = f"{head} - at `${at}{path}" if sep else f"{message} - at `${at}`"
+        return None, problems
+
     def _lax_integers(self, raw: Any) -> Any:
         return _whole_floats_as_ints(raw, self._integers) if self._integers and isinstance(raw, dict) else raw
 
@@ -85,6 +105,54 @@ class StrictBody:
 
 def _data_problem(message: str) -> BodyProblem:
     return {"message": message, "key": "data", "source": "body"}
+
+
+class StrictList(StrictBody):
+    """A JSON array of 1 to ``max_items`` bodies of one struct type, each under the strict rules, named by index."""
+
+    __slots__ = ("_decoder", "max_items")
+
+    def __init__(self, struct_type: type[msgspec.Struct], max_items: int) -> None:
+        super().__init__(struct_type)
+        self.max_items = max_items
+        bounded = Annotated[list[struct_type], msgspec.Meta(min_length=1, max_length=max_items)]  # type: ignore[valid-type]
+        self._decoder = msgspec.json.Decoder(bounded)
+
+    async def problems(self, request: Request[Any, Any, Any]) -> list[BodyProblem]:
+        """Every problem of every element (``[5].title``); none means the list is decoded and kept for the handler.
+
+        A body that fits is decoded straight into the structs, in one pass; only one that does not (or that needs
+        the whole-float leniency) is decoded as plain JSON and checked element by element, to name every problem.
+        """
+        body = await request.body()
+        if not body:
+            return [{"message": "a JSON array body is required", "source": "body"}]
+        try:
+            cast("dict[str, Any]", request.scope)[_DECODED] = self._decoder.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        else:
+            return []
+        try:
+            raw = await request.json()
+        except SerializationException as exc:
+            return [{"message": unlocated(str(exc)), "source": "body"}]
+        if not isinstance(raw, list) or not 0 < len(raw) <= self.max_items:
+            return [{"message": f"must be a JSON array of 1 to {self.max_items} objects", "source": "body"}]
+        values, problems = [], []
+        for index, item in enumerate(raw):
+            value, found = self.convert(item, f"[{index}]")
+            values.append(value)
+            problems += found
+        if problems:
+            return problems
+        cast("dict[str, Any]", request.scope)[_DECODED] = values
+        return []
+
+
+def strict_list(struct_type: type[msgspec.Struct], max_items: int) -> StrictList:
+    """A reader of the request body as a list of ``struct_type``, each under msgspec's strict rules."""
+    return StrictList(struct_type, max_items)
 
 
 def strict_body(struct_type: type[msgspec.Struct]) -> StrictBody:
@@ -121,6 +189,7 @@ def json_body(struct_type: Any) -> Any:
     A struct that refuses unknown fields is documented with ``additionalProperties: false``, so the OpenAPI document
     says what the service does: an unknown key is a 422 naming it (generated clients and fuzzers then know too).
     """
-    closed = bool(struct_type.__struct_config__.forbid_unknown_fields)
+    config = getattr(struct_type, "__struct_config__", None)  # a list of structs: its items say it themselves
+    closed = config is not None and bool(config.forbid_unknown_fields)
     extra = {"additionalProperties": False} if closed else None
     return Annotated[struct_type, Body(media_type=RequestEncodingType.JSON, schema_extra=extra)]

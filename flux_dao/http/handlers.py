@@ -7,26 +7,25 @@ string through the query language's parser (``flux_dao.http.request``), which th
 document its parameters from the same tables (``flux_dao.http.query_docs``).
 """
 
-import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
-from uuid import UUID
+from typing import Any
 
-import msgspec
-from litestar import HttpMethod, Request, Response, Router, delete, get, patch, post, route
+from litestar import HttpMethod, Request, Response, Router, get, route
 from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import PathParameter
-from msgspec import UNSET
 
-from flux_dao.http.bodies import STRICT_BODY_OPT, json_body, strict_body
 from flux_dao.http.extra_queries import query_handlers
-from flux_dao.http.openapi import FluxOperation
+from flux_dao.http.headers import RawHeaders
+from flux_dao.http.idempotency import Idempotency
+from flux_dao.http.openapi import ETAG_HEADER, IF_NONE_MATCH, with_headers
+from flux_dao.http.preconditions import etag, not_modified
 from flux_dao.http.problems import problem_responses
 from flux_dao.http.query_docs import query_operation
 from flux_dao.http.request import OWN_QUERY_OPT, ListRequest, QueryParser, ReadContext, shaped
 from flux_dao.http.signatures import keyword, set_signature
+from flux_dao.http.writes import id_parameter, write_handlers
 from flux_dao.manifest.names import operation_id
+from flux_dao.manifest.spec import VERSION
 from flux_dao.query.plans import WHOLE_ROWS
 from flux_dao.schema.resources import Resource
 from flux_dao.store import ResourceRepository
@@ -34,25 +33,18 @@ from flux_dao.store import ResourceRepository
 __all__ = ("build_router",)
 
 
-def _id_parameter(resource: Resource) -> tuple[str, inspect.Parameter]:
-    """The path parameter naming one row: ``task_id``, ``user_id``... as clients of the earlier service know it."""
-    name = f"{resource.entity.singular}_id"
-    annotation = Annotated[UUID, PathParameter(description=f"The {resource.entity.singular}'s id (a UUID).")]
-    return f"/{{{name}:str}}", keyword(name, annotation)
-
-
-def build_router(resource: Resource, repo: ResourceRepository, api_prefix: str, context: ReadContext) -> Router:
+def build_router(
+    resource: Resource, repo: ResourceRepository, api_prefix: str, context: ReadContext, idempotency: Idempotency
+) -> Router:
     """The router of one resource: the CRUD operations the manifest enables, then its extra queries."""
     entity = resource.entity
     location = f"{api_prefix}/{entity.path}"
-    builders: dict[str, Callable[[], HTTPRouteHandler]] = {
-        "list": lambda: _list_handler(resource, repo, context),
-        "get": lambda: _get_handler(resource, repo, context),
-        "create": lambda: _create_handler(resource, repo, location),
-        "update": lambda: _update_handler(resource, repo),
-        "delete": lambda: _delete_handler(resource, repo),
+    builders: dict[str, Callable[[], list[HTTPRouteHandler]]] = {
+        "list": lambda: [_list_handler(resource, repo, context)],
+        "get": lambda: [_get_handler(resource, repo, context)],
+        **write_handlers(resource, repo, location, idempotency),
     }
-    handlers = [builders[op]() for op in entity.operations]
+    handlers = [handler for op in entity.operations for handler in builders[op]()]
     handlers += query_handlers(resource, repo, context)
     return Router(
         path=f"/{entity.path}",
@@ -119,88 +111,31 @@ def _list_handler(resource: Resource, repo: ResourceRepository, context: ReadCon
 
 def _get_handler(resource: Resource, repo: ResourceRepository, context: ReadContext) -> HTTPRouteHandler:
     read = resource.schemas.read
-    path, id_param = _id_parameter(resource)
+    path, id_param = id_parameter(resource)
     parser = QueryParser(context.queries[resource.entity.name], listing=False, filtering=False)
 
     async def get_row(**params: Any) -> Any:
         request = params["request"]
         plan = parser.of(request).read if request.scope["query_string"] else WHOLE_ROWS
         row = await repo.get(params[id_param.name], plan)
-        return row if plan.fields is None else shaped([row], plan)[0]
+        version = getattr(row, VERSION)
+        fresh = not_modified(RawHeaders(request.scope), version)  # a malformed If-None-Match is a 422 either way
+        if plan.embeds:  # the representation holds other rows too: the row's version does not tag it
+            return row if plan.fields is None else shaped([row], plan)[0]
+        headers = {"ETag": etag(version)}
+        if fresh:
+            return Response(None, status_code=304, headers=headers, media_type=MediaType.TEXT)
+        return Response(row if plan.fields is None else shaped([row], plan)[0], headers=headers)
 
     set_signature(get_row, [id_param, keyword("request", Request[Any, Any, Any])], read)
     return get(
         path,
         operation_id=operation_id("get", resource.entity),
         summary=f"Get one {resource.entity.singular}",
+        description='The row, tagged `ETag: "<version>"` (unless `include` embeds other rows); with '
+        "`If-None-Match` naming its current version, 304 and no body.",
         responses=problem_responses(401, 404, 422, 503),
-        operation_class=query_operation(parser),
+        response_headers=[ETAG_HEADER],
+        operation_class=with_headers(query_operation(parser), IF_NONE_MATCH),
         opt={OWN_QUERY_OPT: parser},
     )(get_row)
-
-
-def _create_handler(resource: Resource, repo: ResourceRepository, location: str) -> HTTPRouteHandler:
-    create, read = resource.schemas.create, resource.schemas.read
-    documented, body = json_body(create), strict_body(create)
-
-    async def create_row(data: documented, request: Request[Any, Any, Any]) -> Response[read]:  # type: ignore[valid-type]
-        row = await repo.create(msgspec.structs.asdict(await body(request)))
-        return Response(row, status_code=201, headers={"Location": f"{location}/{row.id}"})  # type: ignore[attr-defined]
-
-    return post(
-        ["/", ""],
-        operation_id=operation_id("create", resource.entity),
-        summary=f"Create a {resource.entity.singular}",
-        description="Responds 201 with the stored row and its URL in `Location`.",
-        status_code=201,
-        responses=problem_responses(401, 409, 422, 503),
-        operation_class=FluxOperation,
-        opt={STRICT_BODY_OPT: body},
-    )(create_row)
-
-
-def _update_handler(resource: Resource, repo: ResourceRepository) -> HTTPRouteHandler:
-    update, read = resource.schemas.update, resource.schemas.read
-    fields = update.__struct_fields__
-    immutable = frozenset(name for name, spec in resource.entity.fields.items() if spec.immutable)
-
-    path, id_param = _id_parameter(resource)
-
-    strict = strict_body(update)
-
-    async def update_row(**params: Any) -> Any:
-        data = await strict(params["request"])
-        changes = {name: value for name in fields if (value := getattr(data, name)) is not UNSET}
-        return await repo.update(params[id_param.name], changes)
-
-    body = keyword("data", json_body(update))
-    set_signature(update_row, [id_param, body, keyword("request", Request[Any, Any, Any])], read)
-    return patch(
-        path,
-        operation_id=operation_id("update", resource.entity),
-        summary=f"Update a {resource.entity.singular}",
-        description="Partial update: only the keys sent change; `{}` changes nothing."
-        + (f" Fixed at creation: {', '.join(sorted(immutable))}." if immutable else ""),
-        responses=problem_responses(401, 404, 409, 422, 503),
-        operation_class=FluxOperation,
-        opt={"immutable_fields": immutable, STRICT_BODY_OPT: strict},
-    )(update_row)
-
-
-def _delete_handler(resource: Resource, repo: ResourceRepository) -> HTTPRouteHandler:
-    path, id_param = _id_parameter(resource)
-
-    async def delete_row(**params: Any) -> None:
-        await repo.delete(params[id_param.name])
-
-    set_signature(delete_row, [id_param], None)
-    return delete(
-        path,
-        operation_id=operation_id("delete", resource.entity),
-        summary=f"Delete a {resource.entity.singular}",
-        description="Rows that reference it are deleted or detached as the manifest says; RESTRICT references "
-        "refuse the delete with 409.",
-        status_code=204,
-        responses=problem_responses(401, 404, 409, 422, 503),
-        operation_class=FluxOperation,
-    )(delete_row)

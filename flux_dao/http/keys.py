@@ -29,11 +29,24 @@ import msgspec
 
 from flux_dao.errors import FluxDaoError
 
-__all__ = ("ACTIONS", "KeyRing", "KeysFileError", "ServiceKey", "build_keyring", "digest", "required_scope")
+__all__ = (
+    "ACTIONS",
+    "MAX_NAME_LENGTH",
+    "KeyRing",
+    "KeysFileError",
+    "ServiceKey",
+    "build_keyring",
+    "digest",
+    "required_scope",
+)
 
 ACTIONS: Final = ("read", "write")
 _READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _HEX_SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
+
+
+MAX_NAME_LENGTH: Final = 200
+"""The longest key name (a name is stored with each of its idempotency records, in a 255-character column)."""
 
 
 class KeysFileError(FluxDaoError):
@@ -139,6 +152,9 @@ def load_keys_file(path: Path, resources: frozenset[str]) -> list[ServiceKey]:
     keys = []
     for name, entry in entries.items():
         where = f"{path}: key {name!r}"
+        if len(name) > MAX_NAME_LENGTH:
+            msg = f"{where}: a key's name is at most {MAX_NAME_LENGTH} characters (idempotency records hold it)"
+            raise KeysFileError(msg)
         if not entry.scopes:
             msg = f"{where}: scopes is empty (grant at least one, e.g. tasks:read)"
             raise KeysFileError(msg)

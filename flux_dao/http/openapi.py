@@ -9,18 +9,45 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final
 
 from litestar import Router, get
+from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin, YamlRenderPlugin
-from litestar.openapi.spec import Components, OpenAPIResponse, OpenAPIType, Operation, Parameter, Schema, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.params import FromPath
 from litestar.response import File, Redirect
 from swagger_ui_bundle import swagger_ui_path
 
 from flux_dao.http.auth import SERVICE_KEY_HEADER
 
-__all__ = ("DOCS_PATH", "SCHEMA_PATH", "SECURITY_SCHEME", "FluxOperation", "docs_redirect", "openapi_config")
+__all__ = (
+    "DOCS_PATH",
+    "ETAG_HEADER",
+    "IDEMPOTENCY_KEY",
+    "IF_MATCH",
+    "IF_NONE_MATCH",
+    "REPLAYED_HEADER_DOC",
+    "SCHEMA_PATH",
+    "SECURITY_SCHEME",
+    "FluxOperation",
+    "docs_redirect",
+    "list_body",
+    "openapi_config",
+    "with_headers",
+    "with_request_body",
+)
 
 SECURITY_SCHEME: Final = "ServiceKey"
 SCHEMA_PATH: Final = "/schema"
@@ -65,8 +92,12 @@ class FluxOperation(Operation):
 
     extra_parameters: ClassVar[tuple[Parameter, ...]] = ()
     """Parameters the handler parses itself (``flux_dao.http.request``), documented beside Litestar's own."""
+    documented_body: ClassVar[RequestBody | None] = None
+    """A body the handler reads itself, documented as Litestar would document a ``data`` parameter."""
 
     def __post_init__(self) -> None:
+        if self.documented_body is not None:
+            self.request_body = self.documented_body
         if self.extra_parameters:
             self.parameters = [*(self.parameters or []), *self.extra_parameters]
         if self.parameters:
@@ -82,9 +113,76 @@ class FluxOperation(Operation):
                 self.responses.setdefault("414", replace(unauthorized, description=_URI_TOO_LONG))
 
 
+def _header(name: str, description: str, pattern: str, max_length: int | None = None) -> Parameter:
+    """An optional header the handler reads itself; with ``max_length``, also 1 to that many characters."""
+    min_length = 1 if max_length is not None else None  # lengths beside a pattern only where they add to it
+    schema = Schema(type=OpenAPIType.STRING, pattern=pattern, min_length=min_length, max_length=max_length)
+    return Parameter(name=name, param_in="header", required=False, schema=schema, description=description)
+
+
+_TAG: Final = r'(W/)?"[\x21\x23-\x7e]*"'
+"""An entity tag (RFC 9110 8.8.3); the value of an If-Match that flux-dao honours is one such tag, or ``*``."""
+
+
+IF_MATCH: Final = _header(
+    "If-Match",
+    'The version the change is made against, as the ETag read: `"3"`. A row at another version refuses the change '
+    "with 412 (its current `version` in the problem); `*` accepts any version.",
+    rf"^\s*(\*|{_TAG})\s*$",
+)
+IF_NONE_MATCH: Final = _header(
+    "If-None-Match",
+    'The ETag of the copy the client holds (`"3"`): 304 with no body while the row is at it. (The 304 is not listed '
+    "among the responses: generated clients would type every read's result as untyped for it.)",
+    rf"^\s*(\*|{_TAG}(\s*,\s*{_TAG})*)\s*$",
+)
+IDEMPOTENCY_KEY: Final = _header(
+    "Idempotency-Key",
+    "1-255 printable characters naming this write: a repeat with the same key and request replays the first answer "
+    "(`Idempotent-Replayed: true`) and writes nothing; the same key on another request is 422 "
+    "`idempotency-key-reused`; a repeat while the first runs is 409 `idempotency-in-progress`. Kept "
+    "FLUX_DAO_IDEMPOTENCY_TTL (24 h), per service key.",
+    r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$",
+    255,
+)
+REPLAYED_HEADER_DOC: Final = ResponseHeader(
+    name="Idempotent-Replayed",
+    documentation_only=True,
+    description="`true` when this is the stored answer of an earlier request with the same Idempotency-Key.",
+)
+ETAG_HEADER: Final = ResponseHeader(
+    name="ETag",
+    documentation_only=True,
+    description='The row\'s `version` as a strong entity tag, `"<version>"`: send it back in If-Match.',
+)
+
+
+def list_body(struct_type: type[Any], max_items: int) -> RequestBody:
+    """A required JSON body: an array of 1 to ``max_items`` ``struct_type`` objects (its component, by reference)."""
+    items = Reference(ref=f"#/components/schemas/{struct_type.__name__}")
+    schema = Schema(type=OpenAPIType.ARRAY, items=items, min_items=1, max_items=max_items)
+    return RequestBody(content={"application/json": OpenAPIMediaType(schema=schema)}, required=True)
+
+
+def with_request_body(base: type[FluxOperation], body: RequestBody) -> type[FluxOperation]:
+    """``base`` documenting ``body``, which its handler reads itself (no ``data`` parameter for Litestar to decode)."""
+    return type(base.__name__, (base,), {"documented_body": body})
+
+
+def with_headers(base: type[FluxOperation], *headers: Parameter) -> type[FluxOperation]:
+    """``base`` documenting the request ``headers`` its handler reads itself (Litestar never parses them)."""
+    return type(base.__name__, (base,), {"extra_parameters": (*base.extra_parameters, *headers)})
+
+
 def _not_null(parameter: Parameter) -> Parameter:
     schema = parameter.schema
-    if parameter.required or not isinstance(schema, Schema) or not schema.one_of:
+    if parameter.required or not isinstance(schema, Schema):
+        return parameter
+    if isinstance(schema.type, list) and OpenAPIType.NULL in schema.type and schema.enum:  # an optional enum
+        types = [t for t in schema.type if t != OpenAPIType.NULL]
+        enum = [value for value in schema.enum if value is not None]
+        return replace(parameter, schema=replace(schema, type=types[0] if len(types) == 1 else types, enum=enum))
+    if not schema.one_of:
         return parameter
     kept = [s for s in schema.one_of if not (isinstance(s, Schema) and s.type == OpenAPIType.NULL)]
     if len(kept) != 1 or len(kept) == len(schema.one_of):

@@ -1,6 +1,7 @@
 """``FluxDaoPlugin``: the one place generated routers, the guard, the probes and the error handlers enter the app."""
 
 import gc
+from datetime import timedelta
 
 from litestar import Router
 from litestar.config.app import AppConfig
@@ -8,9 +9,11 @@ from litestar.plugins import InitPlugin
 
 from flux_dao.config import Settings
 from flux_dao.http.auth import api_access_middleware, exposure_middleware
+from flux_dao.http.batch import batch_handler
 from flux_dao.http.cursor import CursorSeal, cursor_secret_from_keys
 from flux_dao.http.handlers import build_router
 from flux_dao.http.health import health_handlers
+from flux_dao.http.idempotency import Idempotency
 from flux_dao.http.keys import KeyRing
 from flux_dao.http.observability import Observability
 from flux_dao.http.openapi import SECURITY_SCHEME
@@ -23,6 +26,7 @@ from flux_dao.http.schema_watch import SchemaWatch
 from flux_dao.schema import Resources
 from flux_dao.store import ResourceRepository
 from flux_dao.store.db import Database
+from flux_dao.store.idempotency import IdempotencyRecords
 
 __all__ = ("FluxDaoPlugin",)
 
@@ -60,6 +64,9 @@ class FluxDaoPlugin(InitPlugin):
             self.repositories[r.entity.name] = ResourceRepository(
                 r.entity, r.schemas.read, catalog, db, self.repositories
             )
+        self.idempotency = Idempotency(
+            IdempotencyRecords(resources.metadata, db, timedelta(seconds=settings.idempotency_ttl)), db
+        )
         self.reads = ReadContext(
             build_resource_queries((r.entity for r in resources.items), resources.embeds),
             CursorSeal(settings.cursor_secret or cursor_secret_from_keys(settings.api_keys)),
@@ -68,15 +75,16 @@ class FluxDaoPlugin(InitPlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register routes, the access check, exception handlers and the pool lifecycle."""
         routers = [
-            build_router(r, self.repositories[r.entity.name], self.settings.api_prefix, self.reads)
+            build_router(r, self.repositories[r.entity.name], self.settings.api_prefix, self.reads, self.idempotency)
             for r in self.resources.items
         ]
         settings = self.settings
         limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit > 0 else None
         guarded = bool(self.keyring) or limiter is not None
+        batch = batch_handler(self.resources.items, self.repositories, self.db, self.idempotency)
         api = Router(
             path=settings.api_prefix,
-            route_handlers=routers,
+            route_handlers=[*routers, batch],
             middleware=[api_access_middleware(self.keyring, limiter)] if guarded else [],
             security=[{SECURITY_SCHEME: []}],
             before_request=StrictRequestsPlugin.before_request,
@@ -88,7 +96,15 @@ class FluxDaoPlugin(InitPlugin):
         )
         app_config.exception_handlers = {**exception_handlers(), **app_config.exception_handlers}
         app_config.on_startup.extend(
-            [self.db.start, self.observability.start, self.schema_watch.start, _freeze_startup_objects]
+            [
+                self.db.start,
+                self.observability.start,
+                self.schema_watch.start,
+                self.idempotency.start,
+                _freeze_startup_objects,
+            ]
         )
-        app_config.on_shutdown.extend([self.schema_watch.stop, self.observability.stop, self.db.dispose])
+        app_config.on_shutdown.extend(
+            [self.idempotency.stop, self.schema_watch.stop, self.observability.stop, self.db.dispose]
+        )
         return app_config

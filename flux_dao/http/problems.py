@@ -17,14 +17,18 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from flux_dao.errors import (
+    BatchOperationError,
     ConflictError,
     DatabaseUnavailableError,
     DuplicateError,
+    FieldError,
     ForbiddenError,
     InvalidCursorError,
     InvalidInputError,
     MissingReferenceError,
     NotFoundError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
     RateLimitedError,
     RepositoryError,
     RestrictedDeleteError,
@@ -39,7 +43,9 @@ __all__ = (
     "ProblemDependent",
     "ProblemField",
     "exception_handlers",
+    "field_errors",
     "problem_body",
+    "problem_for",
     "problem_response",
     "problem_responses",
 )
@@ -61,7 +67,11 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "duplicate": (409, "Unique value already taken"),
     "missing-reference": (409, "Referenced row does not exist"),
     "restricted-delete": (409, "Row is still referenced"),
+    "precondition-failed": (412, "Row is at another version"),
+    "precondition-required": (428, "If-Match required"),
     "rate-limited": (429, "Too many requests"),
+    "idempotency-key-reused": (422, "Idempotency-Key used for another request"),
+    "idempotency-in-progress": (409, "Request with this Idempotency-Key still running"),
     "unavailable": (503, "Database unavailable"),
     "not-ready": (503, "Service not ready"),
     "schema-drift": (503, "Database schema differs from the manifest"),
@@ -115,6 +125,10 @@ class Problem(msgspec.Struct, omit_defaults=True):
     """On ``not-found``: the id asked for."""
     scope: str | msgspec.UnsetType = msgspec.UNSET
     """On ``forbidden``: the scope the request needs (``tasks:write``)."""
+    operation: int | msgspec.UnsetType = msgspec.UNSET
+    """On a batch: the index of the operation that failed (nothing was applied)."""
+    version: int | msgspec.UnsetType = msgspec.UNSET
+    """On ``precondition-failed``: the row's current version (its ETag is ``"<version>"``)."""
     request_id: str | msgspec.UnsetType = msgspec.UNSET
     """The request's ``X-Request-ID`` (the client's, or one flux-dao made); the log line of the request has it too."""
 
@@ -144,6 +158,8 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
         403: "The service key lacks the scope this operation needs (named in `scope`).",
         404: "No row with that id.",
         409: "Conflict: a unique value is taken, a referenced row is missing, or dependents block a delete.",
+        412: "If-Match names a version the row is no longer at; `version` is the current one.",
+        428: "This resource is changed only with If-Match (`concurrency: required`).",
         422: "Validation failed; `errors` names each field.",
         429: "Over the key's request rate; retry after the Retry-After delay.",
         503: "The database is unavailable; retry after the Retry-After delay.",
@@ -180,17 +196,7 @@ def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> 
                 field, message = "body", "a JSON object body is required"
             elif _NOT_AN_OBJECT.match(raw_message):
                 field = "body"
-        unknown = _UNKNOWN_FIELD.match(message)
-        missing = _MISSING_FIELD.match(message)
-        if unknown:
-            field = ".".join(p for p in (path, unknown["field"]) if p)
-            message = (
-                "cannot be changed after creation" if unknown["field"] in immutable and not path else "unknown field"
-            )
-        elif missing:
-            field = ".".join(p for p in (path, missing["field"]) if p)
-            message = "required field missing"
-        found.append(ProblemField(field=field or "body", message=message))
+        found.append(_named(field, path, message, immutable))
     if not found:
         missing_parameter = _MISSING_PARAMETER.match(exc.detail or "")
         if missing_parameter:
@@ -198,6 +204,30 @@ def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> 
             found.append(ProblemField(field=missing_parameter["field"], message=message))
         else:
             found.append(ProblemField(field="body", message=exc.detail or "invalid request"))
+    return found
+
+
+def _named(field: str, path: str, message: str, immutable: frozenset[str] = frozenset()) -> ProblemField:
+    """A msgspec problem at ``path`` named by the field it is about (an unknown or missing key names itself)."""
+    unknown = _UNKNOWN_FIELD.match(message)
+    missing = _MISSING_FIELD.match(message)
+    if unknown:
+        field = ".".join(p for p in (path, unknown["field"]) if p)
+        message = "cannot be changed after creation" if unknown["field"] in immutable and not path else "unknown field"
+    elif missing:
+        field = ".".join(p for p in (path, missing["field"]) if p)
+        message = "required field missing"
+    return ProblemField(field=field or "body", message=message)
+
+
+def field_errors(messages: list[str]) -> list[FieldError]:
+    """Msgspec messages with their ``- at `$path``` locations, as errors naming each field."""
+    found = []
+    for raw in messages:
+        match = _MSGSPEC_LOCATION.match(raw)
+        message, path = (match["message"], (match["path"] or "").lstrip(".")) if match else (raw, "")
+        named = _named(path, path, message)
+        found.append(FieldError(named.field, named.message))
     return found
 
 
@@ -225,6 +255,8 @@ _REPOSITORY_SLUGS: Final[tuple[tuple[type[RepositoryError], str], ...]] = (
     (DuplicateError, "duplicate"),
     (MissingReferenceError, "missing-reference"),
     (RestrictedDeleteError, "restricted-delete"),
+    (PreconditionFailedError, "precondition-failed"),
+    (PreconditionRequiredError, "precondition-required"),
     (ConflictError, "conflict"),
     (DatabaseUnavailableError, "unavailable"),
 )
@@ -273,6 +305,20 @@ def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return problem_response("internal-error", "An unexpected error occurred; it has been logged.")
 
 
+def _batch_operation_handler(request: Request[Any, Any, Any], exc: BatchOperationError) -> Response[Any]:
+    response = problem_for(request, exc.cause)
+    if isinstance(response.content, dict):
+        response.content["operation"] = exc.index
+    return response
+
+
+def problem_for(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The problem response the app's exception handlers give ``exc`` (to store or embed it as sent)."""
+    handlers = exception_handlers()
+    handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)
+    return handler(request, exc)
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     """The handlers the flux-dao plugin registers on the app."""
     return {
@@ -281,6 +327,7 @@ def exception_handlers() -> ExceptionHandlersMap:
         RepositoryError: _repository_handler,
         ForbiddenError: _forbidden_handler,
         RateLimitedError: _rate_limited_handler,
+        BatchOperationError: _batch_operation_handler,
         HTTPException: _http_handler,
         RecursionError: _too_deep_handler,
         UnicodeDecodeError: _not_utf8_handler,

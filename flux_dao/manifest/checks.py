@@ -16,6 +16,7 @@ from flux_dao.manifest import names
 from flux_dao.manifest.columns import ColumnInfo, columns, operator_problem, parse_order
 from flux_dao.manifest.relations import embeds
 from flux_dao.manifest.spec import (
+    VERSION,
     BulkUpdateQuery,
     EntitySpec,
     FieldSpec,
@@ -29,7 +30,7 @@ __all__ = ("RESERVED_FIELDS", "validate")
 IDENTIFIER: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PATH_SEGMENT: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RESERVED_FIELDS: Final = frozenset(
-    {"id", "created_at", "updated_at", "metadata", "registry"}
+    {"id", "created_at", "updated_at", "version", "metadata", "registry"}
     | {"skip", "limit", "count", "sort", "cursor", "fields", "include", "include_limit"}
 )
 """Names the engine owns (server-set columns, SQLAlchemy metadata attributes, list query parameters)."""
@@ -81,6 +82,8 @@ def _manifest_problems(manifest: Manifest) -> Iterator[str]:
 def _entity_problems(entity: EntitySpec) -> Iterator[str]:
     if not IDENTIFIER.match(entity.name) or keyword.iskeyword(entity.name):
         yield "name must be a lower-case identifier (a-z, 0-9, _)"
+    if entity.name.startswith(names.SYSTEM_PREFIX):
+        yield f"names starting with {names.SYSTEM_PREFIX!r} are reserved for the engine's own tables"
     if entity.path and not PATH_SEGMENT.match(entity.path):
         yield f"path {entity.path!r} must be one lower-case URL segment (a-z, 0-9, -)"
     if entity.singular and not IDENTIFIER.match(entity.singular):
@@ -157,7 +160,7 @@ def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[
 
 def _query_surface_problems(manifest: Manifest, entity: EntitySpec) -> Iterator[str]:
     """Operators that fit their column, ``filters`` only on server-owned columns, embeds that name no column."""
-    owned = {"id", *entity.timestamps}
+    owned = {"id", *entity.timestamps, VERSION}
     for name in entity.filters:
         if name not in owned:
             yield f"filters: '{name}' is not a server-owned column ({', '.join(sorted(owned))}); filter fields in place"

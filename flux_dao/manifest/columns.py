@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from flux_dao.manifest.spec import EntitySpec, FieldType, ItemType, Operator
+from flux_dao.manifest.spec import VERSION, EntitySpec, FieldType, ItemType, Operator
 
 __all__ = (
     "LIST_OPERATORS",
@@ -58,13 +58,14 @@ class OrderTerm:
 
 
 def columns(entity: EntitySpec) -> dict[str, ColumnInfo]:
-    """Every column of ``entity`` in response order: ``id``, the fields, the timestamps."""
+    """Every column of ``entity`` in response order: ``id``, the fields, the timestamps, ``version``."""
     found = {"id": ColumnInfo("id", "uuid", False, entity.filters.get("id", ()), True)}
     for name, spec in entity.fields.items():
         sortable = spec.sort if spec.sort is not None else spec.type not in _UNSORTABLE
         found[name] = ColumnInfo(name, spec.type, spec.nullable, spec.operators, sortable, spec.values, spec.items)
     for stamp in entity.timestamps:
         found[stamp] = ColumnInfo(stamp, "datetime", False, entity.filters.get(stamp, ()), True)
+    found[VERSION] = ColumnInfo(VERSION, "integer", False, entity.filters.get(VERSION, ()), True)
     return found
 
 

@@ -71,7 +71,8 @@ def _decode_entity(source: str, name: str, body: Any) -> EntitySpec:
         raise ManifestError(msg) from exc
     singular = entity.singular or (name[:-1] if name.endswith("s") and len(name) > 1 else name)
     path = entity.path or name.replace("_", "-")
-    return msgspec.structs.replace(entity, name=name, fields=fields, singular=singular, path=path)
+    stamps = entity.timestamps if "updated_at" in entity.timestamps else (*entity.timestamps, "updated_at")
+    return msgspec.structs.replace(entity, name=name, fields=fields, singular=singular, path=path, timestamps=stamps)
 
 
 def _decode_field(where: str, name: str, spec: Any) -> FieldSpec:

@@ -11,6 +11,7 @@ from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec
 __all__ = (
     "GENERATED_MODULE",
     "NAMING_CONVENTION",
+    "SYSTEM_PREFIX",
     "class_name",
     "component_names",
     "enum_name",
@@ -22,6 +23,9 @@ __all__ = (
     "query_struct_name",
     "struct_name",
 )
+
+SYSTEM_PREFIX: Final = "flux_dao_"
+"""Tables the engine keeps for itself (idempotency records...) start with this; no resource may."""
 
 GENERATED_MODULE: Final = "flux_dao.generated"
 """``__module__`` of every generated class; unique class names keep OpenAPI components apart."""

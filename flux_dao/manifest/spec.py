@@ -12,7 +12,9 @@ from msgspec import UNSET, UnsetType
 __all__ = (
     "OPERATIONS",
     "OPERATORS",
+    "VERSION",
     "BulkUpdateQuery",
+    "Concurrency",
     "EntitySpec",
     "FieldSpec",
     "FieldType",
@@ -32,11 +34,15 @@ FieldType: TypeAlias = Literal["string", "integer", "float", "boolean", "datetim
 ItemType: TypeAlias = Literal["string", "uuid"]
 OnDelete: TypeAlias = Literal["cascade", "set null", "restrict"]
 Operation: TypeAlias = Literal["list", "get", "create", "update", "delete"]
+Concurrency: TypeAlias = Literal["optional", "required"]
+"""Whether a PATCH or DELETE must name the version it changes (``If-Match``): ``required`` answers 428 without it."""
 Operator: TypeAlias = Literal[
     "eq", "ne", "in", "gt", "gte", "lt", "lte", "isnull", "contains", "icontains", "startswith"
 ]
 """A list filter: ``field=v`` (``eq``) or ``field__<operator>=v``."""
 Timestamp: TypeAlias = Literal["created_at", "updated_at"]
+VERSION: Final = "version"
+"""The server-set row version: 1 on create, one more on every change; a row's ETag."""
 OPERATIONS: Final[tuple[Operation, ...]] = ("list", "get", "create", "update", "delete")
 OPERATORS: Final[tuple[Operator, ...]] = (
     "eq",
@@ -172,19 +178,22 @@ class EntitySpec(_Spec, frozen=True):
     """URL segment; default: the name with ``_`` turned into ``-``."""
     description: str | None = None
     timestamps: tuple[Timestamp, ...] = ("created_at",)
-    """Server-set columns: ``created_at`` at creation, ``updated_at`` at creation and on every change."""
+    """Server-set columns: ``created_at`` at creation, ``updated_at`` at creation and on every change. The loader
+    always adds ``updated_at``: every row carries its last change and its ``version``."""
     order_by: tuple[str, ...] = ()
     """Default list order, e.g. ``created_at desc`` or ``sent_at desc nulls last``; ``id`` breaks ties."""
     operations: tuple[Operation, ...] = OPERATIONS
     indexes: tuple[IndexSpec, ...] = ()
     queries: dict[str, QuerySpec] = msgspec.field(default_factory=dict)
     filters: dict[str, tuple[Operator, ...]] = msgspec.field(default_factory=dict)
-    """Filters on the columns the service owns (``id`` and the timestamps), e.g. ``{created_at: [gte, lt]}``."""
+    """Filters on the columns the service owns (``id``, the timestamps and ``version``), e.g.
+    ``{created_at: [gte, lt]}``."""
+    concurrency: Concurrency = "optional"
 
     @property
     def read_columns(self) -> tuple[str, ...]:
-        """Every column, in the order responses list them: ``id``, the fields, then the timestamps."""
-        return ("id", *self.fields, *self.timestamps)
+        """Every column, in the order responses list them: ``id``, the fields, the timestamps, then ``version``."""
+        return ("id", *self.fields, *self.timestamps, VERSION)
 
 
 class Manifest(_Spec, frozen=True):

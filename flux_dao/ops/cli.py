@@ -102,6 +102,8 @@ def main(ctx: click.Context, manifest: Path | None) -> None:
 
 _QUEUED_HANDLER: Final = "flux_dao.ops.log_writer.QueuedStderrHandler"
 """``serve``'s log handler (in the server and in each worker): lines are formatted and written off the request path."""
+_WORKER_HEALTHCHECK_SECONDS: Final = 30
+"""How long uvicorn waits for a worker to answer its health ping before it kills and restarts it."""
 _ENV: Final[dict[str, Any]] = {"show_envvar": True, "show_default": True}
 """Options that also read an environment variable, and say which in ``--help``."""
 
@@ -185,6 +187,9 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace,  # SIGTERM: stop accepting, finish in-flight requests
+        # a worker answers uvicorn's health ping only once it has imported and built the app: on a busy machine (a
+        # throttled container) that takes more than uvicorn's 5 s, and it would be killed and restarted in a loop
+        timeout_worker_healthcheck=_WORKER_HEALTHCHECK_SECONDS,
     )
 
 

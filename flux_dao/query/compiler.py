@@ -11,12 +11,12 @@ from dataclasses import replace
 from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select, Update
 
 from flux_dao.manifest.columns import ColumnInfo, OrderTerm, columns, default_order
 from flux_dao.manifest.relations import Embed
-from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
+from flux_dao.manifest.spec import VERSION, BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
 from flux_dao.query.conditions import after, condition_params, conditions, order_by
 from flux_dao.query.plans import Condition, ListPlan
 
@@ -41,6 +41,15 @@ def _nulls_kept(items: Sequence[Condition], field: str) -> bool | None:
     return decided
 
 
+def _is_json(kind: Any) -> bool:
+    return isinstance(kind, sa.JSON) or isinstance(getattr(kind, "impl", None), sa.JSON)
+
+
+def _array_element(kind: Any) -> Any:
+    """The element type of a column's array parameter: text for JSON (sent encoded), else the column's own."""
+    return sa.Text() if _is_json(kind) else kind
+
+
 class Part(NamedTuple):
     """One statement of a page and the keyset position it continues from (bound as ``:k0``, ``:k1``...)."""
 
@@ -62,15 +71,18 @@ class ResourceStatements:
         self.table = table
         self.info: dict[str, ColumnInfo] = columns(entity)
         self.columns = tuple(table.c[name] for name in entity.read_columns)
-        self.touches_updated_at = "updated_at" in entity.timestamps
         pk = table.c.id
         self.get: Select[Any] = sa.select(*self.columns).where(pk == sa.bindparam("row_id"))
         self.insert = sa.insert(table).returning(*self.columns)
-        self.delete: Any = sa.delete(table).where(pk == sa.bindparam("row_id")).returning(pk)
+        self.version: Select[Any] = sa.select(table.c[VERSION]).where(pk == sa.bindparam("row_id"))
+        """The row's current version: what a refused conditional write reports."""
+        self._deletes = {
+            conditional: sa.delete(table).where(*self._row(conditional)).returning(pk) for conditional in (False, True)
+        }
         self.default_order = default_order(entity)
         self._lists: dict[Any, Select[Any]] = {}
         self._counts: dict[Any, Select[Any]] = {}
-        self._updates: dict[tuple[str, ...], Update] = {}
+        self._updates: dict[tuple[tuple[str, ...], bool], Update] = {}
         self._queries: dict[Any, Any] = {}
         self._embeds: dict[Any, Select[Any]] = {}
 
@@ -216,20 +228,87 @@ class ResourceStatements:
 
     # -- writes ------------------------------------------------------------------------------------------------
 
-    def update(self, fields: tuple[str, ...]) -> Update:
-        """``UPDATE ... SET field = :v_field ... WHERE id = :row_id RETURNING ...`` for the fields a PATCH sends."""
-        stmt = self._updates.get(fields)
+    def _row(self, conditional: bool) -> list[Any]:
+        """``id = :row_id``, and with ``conditional`` ``AND version = :expected``: the If-Match check, in the write."""
+        where = [self.table.c.id == sa.bindparam("row_id")]
+        if conditional:
+            where.append(self.table.c[VERSION] == sa.bindparam("expected", type_=sa.Integer))
+        return where
+
+    def _stamped(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A change's SET clause with what every change also sets: ``updated_at = :v_updated_at``, version + 1."""
+        table = self.table
+        values["updated_at"] = sa.bindparam("v_updated_at", type_=table.c.updated_at.type)
+        values[VERSION] = table.c[VERSION] + sa.literal_column("1")  # no parameter: the statement stays static
+        return values
+
+    def delete(self, conditional: bool = False) -> Any:
+        """``DELETE ... WHERE id = :row_id [AND version = :expected] RETURNING id``."""
+        return self._deletes[conditional]
+
+    def update(self, fields: tuple[str, ...], conditional: bool = False) -> Update:
+        """The UPDATE of the fields a PATCH sends, adding one to ``version``; with ``conditional``, at ``:expected``.
+
+        ``UPDATE ... SET field = :v_field ..., version = version + 1 WHERE id = :row_id [AND version = :expected]
+        RETURNING ...``
+        """
+        key = (fields, conditional)
+        stmt = self._updates.get(key)
         if stmt is None:
             values = {name: sa.bindparam("v_" + name, type_=self.table.c[name].type) for name in fields}
-            if self.touches_updated_at:
-                values["updated_at"] = sa.bindparam("v_updated_at", type_=self.table.c.updated_at.type)
             stmt = (
                 sa.update(self.table)
-                .where(self.table.c.id == sa.bindparam("row_id"))
-                .values(values)
+                .where(*self._row(conditional))
+                .values(self._stamped(values))
                 .returning(*self.columns)
             )
-            self._remember(self._updates, fields, stmt)
+            self._remember(self._updates, key, stmt)
+        return stmt
+
+    def insert_many(self) -> Any:
+        """PostgreSQL: any number of rows in one statement, ``INSERT ... SELECT * FROM unnest(:a_id, :a_title, ...)``.
+
+        One array parameter per column, so one prepared statement serves every row count (a VALUES list would need a
+        statement, and tens of thousands of parameters, per count). JSON values travel as text and are cast back, so
+        a JSON array is never taken for a dimension of the parameter array.
+        """
+        stmt = self._queries.get("insert_many")
+        if stmt is None:
+            table = self.table
+            names = [column.name for column in table.columns]
+            arrays = [
+                sa.bindparam(f"a_{column.name}", type_=postgresql.ARRAY(_array_element(column.type)))
+                for column in table.columns
+            ]
+            rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+            values = [
+                sa.cast(rows.c[column.name], column.type) if _is_json(column.type) else rows.c[column.name]
+                for column in table.columns
+            ]
+            stmt = sa.insert(table).from_select(names, sa.select(*values)).returning(*self.columns)
+            self._queries["insert_many"] = stmt
+        return stmt
+
+    def upsert(self, field: str, changed: tuple[str, ...], fixed: tuple[str, ...]) -> Any:
+        """``INSERT ... ON CONFLICT (field) DO UPDATE SET <changed> = excluded..., version + 1 WHERE <fixed> match``.
+
+        A row whose ``fixed`` (immutable) fields differ from the insert's is left alone and returns nothing.
+        """
+        key = ("upsert", field, changed, fixed)
+        stmt = self._queries.get(key)
+        if stmt is None:
+            table = self.table
+            insert = (postgresql.insert if self.postgres else sqlite.insert)(table)
+            excluded = insert.excluded
+            values: dict[str, Any] = {name: excluded[name] for name in changed}
+            values["updated_at"] = excluded.updated_at
+            values[VERSION] = table.c[VERSION] + sa.literal_column("1")
+            stmt = insert.on_conflict_do_update(
+                index_elements=[table.c[field]],
+                set_=values,
+                where=sa.and_(sa.true(), *(table.c[name] == excluded[name] for name in fixed)),
+            ).returning(*self.columns)
+            self._remember(self._queries, key, stmt)
         return stmt
 
     def time_range(self, name: str, query: TimeRangeQuery, items: Sequence[Condition] = ()) -> Select[Any]:
@@ -270,8 +349,6 @@ class ResourceStatements:
         stmt = self._queries.get(name)
         if stmt is None:
             values: dict[str, Any] = {query.field: sa.bindparam("value", type_=self.table.c[query.field].type)}
-            if self.touches_updated_at:
-                values["updated_at"] = sa.bindparam("v_updated_at", type_=self.table.c.updated_at.type)
             pk = self.table.c.id
             if self.postgres:
                 # One array parameter (one prepared statement for any number of ids), and the rows locked in id
@@ -281,7 +358,7 @@ class ResourceStatements:
                 ids = pk.in_(locked)
             else:  # SQLite has one writer at a time: no lock order to keep
                 ids = pk.in_(sa.bindparam("ids", expanding=True))
-            stmt = sa.update(self.table).where(ids).values(values)
+            stmt = sa.update(self.table).where(ids).values(self._stamped(values))
             self._queries[name] = stmt
         return stmt
 

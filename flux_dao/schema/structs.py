@@ -22,7 +22,7 @@ from msgspec import UNSET, UnsetType
 
 from flux_dao.manifest.names import GENERATED_MODULE, class_name, enum_name, struct_name
 from flux_dao.manifest.relations import Embed
-from flux_dao.manifest.spec import EntitySpec, Manifest
+from flux_dao.manifest.spec import VERSION, EntitySpec, Manifest
 from flux_dao.schema.typemap import annotated_type, lookup
 from flux_dao.types import RequestStruct, StructType
 
@@ -141,6 +141,7 @@ def _read_struct(
         python_type = lookup(spec).python_type(spec, enums.get(name))
         fields.append((name, python_type | None if spec.nullable else python_type))
     fields += [(stamp, datetime) for stamp in entity.timestamps]
+    fields.append((VERSION, int))
     fields += [(name, annotation, UNSET) for name, annotation in embedded]  # left out of the JSON unless set
     # gc=False: rows read from the database hold scalars, dicts, lists and embedded rows (a tree: a row never holds
     # its own ancestor), never a cycle, so the collector need not track them (fewer and shorter collections on

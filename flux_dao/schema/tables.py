@@ -14,7 +14,8 @@ from msgspec import UNSET
 from uuid_utils.compat import uuid7
 
 from flux_dao.manifest.names import NAMING_CONVENTION, index_name
-from flux_dao.manifest.spec import EntitySpec, FieldSpec, Manifest
+from flux_dao.manifest.spec import VERSION, EntitySpec, FieldSpec, Manifest
+from flux_dao.schema.system import add_system_tables
 from flux_dao.schema.typemap import lookup
 from flux_dao.server_defaults import random_uuid
 
@@ -31,10 +32,11 @@ def utcnow() -> datetime:
 
 
 def build_tables(manifest: Manifest) -> sa.MetaData:
-    """One table per entity, sharing one new ``MetaData`` (keyed by entity name in ``metadata.tables``)."""
+    """One table per entity and the engine's own tables, sharing one new ``MetaData`` (keyed by name)."""
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     for entity in manifest.entities:
         _build_table(metadata, manifest, entity)
+    add_system_tables(metadata)
     return metadata
 
 
@@ -55,6 +57,7 @@ def _build_table(metadata: sa.MetaData, manifest: Manifest, entity: EntitySpec) 
         )
         for stamp in entity.timestamps
     ]
+    columns.append(sa.Column(VERSION, sa.Integer(), nullable=False, default=1, server_default=sa.text("1")))
     constraints: list[Any] = [
         sa.CheckConstraint(sa.column(name).in_(spec.values or ()), name=name)
         for name, spec in entity.fields.items()

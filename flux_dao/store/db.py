@@ -43,6 +43,7 @@ __all__ = (
     "Connection",
     "Database",
     "PoolStats",
+    "StatementError",
     "connect_failure",
     "connect_once",
     "connection_broken",
@@ -70,6 +71,14 @@ class Connection(Protocol):
     async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         """Run a DML statement; how many rows it matched."""
         ...
+
+
+class StatementError(Exception):
+    """A statement's failure with the driver's error as ``cause``, raised by the layer above with its context."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class _Compiled:
@@ -148,6 +157,10 @@ class _AsyncpgConnection:
         compiled = self._compile(statement)
         status: str = await self._conn.execute(compiled.sql, *compiled.args(params))
         return int(status.rsplit(" ", 1)[-1])
+
+    def transaction(self) -> Any:
+        """The asyncpg transaction block on this connection."""
+        return self._conn.transaction()
 
 
 _SESSION_ENDED_SQLSTATES: Final = ("57P01", "57P02", "57P03", "57P04", "57P05")
@@ -290,6 +303,8 @@ class _PooledConnection:
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         conn, self._conn = self._conn, None
+        if isinstance(exc, StatementError):
+            exc = exc.cause
         broken = exc is not None and connection_broken(exc)
         if broken or isinstance(exc, TimeoutError):
             with contextlib.suppress(asyncpg.InterfaceError):  # asyncpg pooled it already if it saw the link close
@@ -392,6 +407,24 @@ class Database:
         if self.is_postgres:
             return _PooledConnection(self)
         return self._sqlite_connection()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection whose statements commit together when the block ends, or not at all if it raises.
+
+        For the writes that must be one unit: a batch, a write and its idempotency record. PostgreSQL: a pooled
+        connection in a transaction (READ COMMITTED: each statement sees what committed before it, and the
+        conditional writes check their version in the statement). SQLite: the worker's connection holds the write
+        lock from the start (``BEGIN IMMEDIATE``) and no other request's statement runs on it until the end.
+        """
+        if not self.is_postgres:
+            async with self._sqlite_connection().transaction() as conn:
+                yield conn
+            return
+        async with _PooledConnection(self) as conn:
+            assert isinstance(conn, _AsyncpgConnection)  # noqa: S101 (what _PooledConnection hands out)
+            async with conn.transaction():
+                yield conn
 
     def _sqlite_connection(self) -> SqliteConnection:
         """The worker's SQLite connection, opened on first use (a missing folder fails the request, not start-up)."""

@@ -10,6 +10,7 @@ leaves as a ``flux_dao.errors`` value.
 
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -18,9 +19,18 @@ from uuid import UUID
 import msgspec
 from uuid_utils.compat import uuid7
 
-from flux_dao.errors import ConflictError, DatabaseUnavailableError, FieldError, InvalidInputError, NotFoundError
+from flux_dao.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DuplicateError,
+    FieldError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+    RepositoryError,
+)
 from flux_dao.manifest.relations import Embed
-from flux_dao.manifest.spec import BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
+from flux_dao.manifest.spec import VERSION, BulkUpdateQuery, EntitySpec, GroupedCountQuery, TimeRangeQuery
 from flux_dao.query.compiler import ResourceStatements
 from flux_dao.query.plans import (
     WHOLE_ROWS,
@@ -32,11 +42,12 @@ from flux_dao.query.plans import (
     TimeRangePlan,
 )
 from flux_dao.schema.resources import Catalog
-from flux_dao.store.db import Connection, Database, connection_broken, statement_unsent
+from flux_dao.store.codecs import json_text
+from flux_dao.store.db import Connection, Database, StatementError, connection_broken, statement_unsent
 from flux_dao.store.integrity import Violation, classify, diagnose_delete, diagnose_write, refusal
 from flux_dao.types import Row, StructType
 
-__all__ = ("ListResult", "ResourceRepository", "as_utc")
+__all__ = ("ListResult", "ResourceRepository", "WriteError", "as_utc", "atomically")
 
 T = TypeVar("T")
 
@@ -80,6 +91,8 @@ def _unstorable(value: Any) -> str | None:
     """
     if isinstance(value, str):
         return _NUL_MESSAGE if "\x00" in value else None
+    if value is None:
+        return None
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -130,6 +143,7 @@ class ResourceRepository:
         self._datetime_fields = tuple(n for n, s in fields if s.type == "datetime")
         self._float_fields = tuple(n for n, s in fields if s.type == "float")
         self._text_fields = tuple(n for n, s in fields if s.type in _TEXT_TYPES)
+        self._json_fields = frozenset(n for n, s in fields if s.type in {"json", "list"})
         self._stamps = entity.timestamps
         # SQLite's RETURNING hands back an integral REAL as an int (GET reads it as a float): written rows are fixed
         columns = entity.read_columns
@@ -240,40 +254,147 @@ class ResourceRepository:
         return await self._reading(run)
 
     # -- writes ------------------------------------------------------------------------------------------------
+    # Each write is a ``*_on(conn, ...)`` step on a given connection: run alone by the public method (one statement,
+    # on a connection of its own), or as one step of a transaction (``atomically``: a batch, an idempotent request).
 
     async def create(self, values: Row) -> msgspec.Struct:
-        """Insert one row; the server sets ``id`` and the timestamps."""
-        params = self._bind(values) | {"id": uuid7()} | dict.fromkeys(self._stamps, datetime.now(UTC))
+        """Insert one row; the server sets ``id``, the timestamps and ``version`` 1."""
+        return await self._writing(lambda conn: self.create_on(conn, values))
 
-        async def run(conn: Connection) -> Any:
-            return await conn.first(self.statements.insert, params)
+    async def create_on(self, conn: Connection, values: Row) -> msgspec.Struct:
+        """:meth:`create` as a step on ``conn``."""
+        params = self._bind(values) | {"id": uuid7(), VERSION: 1} | dict.fromkeys(self._stamps, datetime.now(UTC))
+        return self._written(await self._step(conn.first(self.statements.insert, params), values))
 
-        return self._written(await self._writing(run, values, None))
+    async def create_many_on(self, conn: Connection, rows: list[Row]) -> list[msgspec.Struct]:
+        """Insert ``rows`` all at once, in their order; a row the database refuses is named by its index.
 
-    async def update(self, row_id: UUID, changes: Row) -> msgspec.Struct:
-        """Change the given fields of one row; no fields means no write at all."""
-        if not changes:
-            return await self.get(row_id)
-        params = {"v_" + name: value for name, value in self._bind(changes).items()}
-        params |= {"row_id": row_id, "v_updated_at": datetime.now(UTC)}
-        statement = self.statements.update(tuple(changes))
+        PostgreSQL: one statement whatever the count (``insert_many``). SQLite: the one-row INSERT, prepared once,
+        run per row on the connection's transaction: in-process calls, and a VALUES list of a thousand rows would
+        cost SQLite more to parse than to run.
+        """
+        self._refuse_repeated_unique_values(rows)
+        now = datetime.now(UTC)
+        stamps = dict.fromkeys(self._stamps, now)
+        bound: list[Row] = []
+        for index, values in enumerate(rows):
+            try:
+                bound.append(self._bind(values) | {"id": uuid7(), VERSION: 1} | stamps)
+            except InvalidInputError as exc:
+                raise _at_index(exc, index) from None
+        try:
+            stored: list[Any]
+            if self.db.is_postgres:
+                stored = list(await conn.all(self.statements.insert_many(), self._columns_of(bound)))
+                by_id = {row[0]: row for row in stored}
+                stored = [by_id[values["id"]] for values in bound]
+            else:
+                stored = [await conn.first(self.statements.insert, values) for values in bound]
+        except Exception as exc:
+            raise WriteError(exc, self, {}, None, deleting=False, rows=rows) from exc
+        return [self._written(row) for row in stored]
 
-        async def run(conn: Connection) -> Any:
-            return await conn.first(statement, params)
+    def _columns_of(self, rows: list[Row]) -> dict[str, list[Any]]:
+        """``insert_many``'s parameters: each column's values as one array (JSON ones encoded as text)."""
+        params: dict[str, list[Any]] = {}
+        for column in self.statements.table.columns:
+            name = column.name
+            values = [row.get(name) for row in rows]
+            if name in self._json_fields:
+                values = [None if value is None else json_text(value) for value in values]
+            params[f"a_{name}"] = values
+        return params
 
-        row = await self._writing(run, changes, row_id)
+    def _refuse_repeated_unique_values(self, rows: list[Row]) -> None:
+        """Two rows of one bulk with the same value of a unique field: 409 naming the second, before any write."""
+        for field, spec in self.entity.fields.items():
+            if not spec.unique:
+                continue
+            first: dict[Any, int] = {}
+            for index, values in enumerate(rows):
+                value = values.get(field)
+                if value is None:
+                    continue
+                if value in first:
+                    message = f"same {field} as [{first[value]}]"
+                    detail = f"Rows [{first[value]}] and [{index}] have the same {field} {value!r}."
+                    raise DuplicateError(detail, errors=[{"field": f"[{index}].{field}", "message": message}])
+                first[value] = index
+
+    async def upsert_on(
+        self, conn: Connection, values: Row, field: str, sent: tuple[str, ...]
+    ) -> tuple[msgspec.Struct, bool]:
+        """Insert ``values``, or update the row already holding ``values[field]`` with the ``sent`` fields.
+
+        Returns the row and whether it was inserted (an update leaves its version at 2 or more). Fields fixed at
+        creation must match the stored row's: else :class:`ConflictError` naming them.
+        """
+        fields = self.entity.fields
+        changed = tuple(name for name in sent if name != field and not fields[name].immutable)
+        fixed = tuple(name for name in sent if name != field and fields[name].immutable)
+        params = self._bind(values) | {"id": uuid7(), VERSION: 1} | dict.fromkeys(self._stamps, datetime.now(UTC))
+        statement = self.statements.upsert(field, changed, fixed)
+        row = await self._step(conn.first(statement, params), values)
         if row is None:
-            raise self._not_found(row_id)
+            names = ", ".join(fixed)
+            detail = f"The {self.entity.singular} with this {field} has other values for {names}, fixed at creation."
+            raise ConflictError(detail, resource=self.name)
+        written = self._written(row)
+        return written, getattr(written, VERSION) == 1
+
+    async def unit(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``body``'s steps as one transaction (see :func:`atomically`)."""
+        return await atomically(self.db, body)
+
+    async def alone(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``body``, a step of one statement (atomic by itself), on a connection of its own: no transaction."""
+        return await self._writing(body)
+
+    async def update(self, row_id: UUID, changes: Row, expected: int | None = None) -> msgspec.Struct:
+        """Change the given fields of one row (its version goes up by one); no fields means no write at all.
+
+        With ``expected``, only while the row is at that version, checked by the UPDATE itself: a concurrent
+        change in between makes it match nothing, and the answer is :class:`PreconditionFailedError`.
+        """
+        if not changes:
+            row = await self.get(row_id)
+            if expected is not None and getattr(row, VERSION) != expected:
+                raise self._precondition_failed(row_id, getattr(row, VERSION))
+            return row
+        return await self._writing(lambda conn: self.update_on(conn, row_id, changes, expected))
+
+    async def update_on(
+        self, conn: Connection, row_id: UUID, changes: Row, expected: int | None = None
+    ) -> msgspec.Struct:
+        """:meth:`update` as a step on ``conn``."""
+        if not changes:
+            found = await self._step(conn.first(self.statements.get, {"row_id": row_id}), {}, row_id)
+            if found is None:
+                raise self._not_found(row_id)
+            if expected is not None and found[-1] != expected:  # version is the last column
+                raise self._precondition_failed(row_id, found[-1])
+            return self._written(found)
+        params = {"v_" + name: value for name, value in self._bind(changes).items()}
+        params |= {"row_id": row_id, "v_updated_at": datetime.now(UTC), "expected": expected}
+        statement = self.statements.update(tuple(changes), conditional=expected is not None)
+        row = await self._step(conn.first(statement, params), changes, row_id)
+        if row is None:
+            raise await self._missed(conn, row_id, expected)
         return self._written(row)
 
-    async def delete(self, row_id: UUID) -> None:
-        """Delete one row; CASCADE and SET NULL children follow, RESTRICT children refuse it (409)."""
+    async def delete(self, row_id: UUID, expected: int | None = None) -> None:
+        """Delete one row (with ``expected``, only at that version).
 
-        async def run(conn: Connection) -> Any:
-            return await conn.first(self.statements.delete, {"row_id": row_id})
+        CASCADE and SET NULL children follow, RESTRICT children refuse it (409).
+        """
+        await self._writing(lambda conn: self.delete_on(conn, row_id, expected))
 
-        if await self._writing(run, {}, row_id, deleting=True) is None:
-            raise self._not_found(row_id)
+    async def delete_on(self, conn: Connection, row_id: UUID, expected: int | None = None) -> None:
+        """:meth:`delete` as a step on ``conn``."""
+        statement = self.statements.delete(conditional=expected is not None)
+        params = {"row_id": row_id, "expected": expected}
+        if await self._step(conn.first(statement, params), {}, row_id, deleting=True) is None:
+            raise await self._missed(conn, row_id, expected)
 
     async def bulk_update(self, plan: BulkUpdatePlan) -> int:
         """Set one field on every listed id in one UPDATE; returns how many rows exist among the ids."""
@@ -282,11 +403,35 @@ class ResourceRepository:
         value = self._bind({query.field: plan.value})[query.field]
         params = {"ids": sorted(set(plan.ids)), "value": value, "v_updated_at": datetime.now(UTC)}
         statement = self.statements.bulk_update(plan.query, query)
+        return await self._writing(lambda conn: self._step(conn.rowcount(statement, params), {query.field: value}))
 
-        async def run(conn: Connection) -> int:
-            return await conn.rowcount(statement, params)
+    async def _missed(self, conn: Connection, row_id: UUID, expected: int | None) -> Exception:
+        """Why a write by id matched no row: there is none (404), or it is no longer at ``expected`` (412)."""
+        if expected is None:
+            return self._not_found(row_id)
+        current = await self._step(conn.scalar(self.statements.version, {"row_id": row_id}), {}, row_id)
+        return self._not_found(row_id) if current is None else self._precondition_failed(row_id, current)
 
-        return await self._writing(run, {query.field: value}, None)
+    def _precondition_failed(self, row_id: UUID, current: int) -> PreconditionFailedError:
+        return PreconditionFailedError(
+            f"{self.entity.singular} {row_id} is at version {current}, not the one If-Match names.",
+            resource=self.name,
+            id=str(row_id),
+            version=current,
+        )
+
+    async def _step(self, work: Awaitable[T], values: Row, row_id: UUID | None = None, *, deleting: bool = False) -> T:
+        """Await one statement of a write; a database failure leaves as ``WriteError``, to be diagnosed."""
+        try:
+            return await work
+        except (RepositoryError, InvalidInputError):
+            raise
+        except Exception as exc:
+            raise WriteError(exc, self, values, row_id, deleting=deleting) from exc
+
+    async def _writing(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run one write's steps on a connection of their own (each statement atomic by itself)."""
+        return await _run_writes(self.db.writing, body)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
@@ -349,30 +494,6 @@ class ResourceRepository:
                 raise self._translate(exc) from exc
         raise AssertionError  # pragma: no cover (the loop always returns or raises)
 
-    async def _writing(
-        self, run: Callable[[Connection], Awaitable[T]], values: Row, row_id: UUID | None, *, deleting: bool = False
-    ) -> T:
-        """Run one write; constraint failures are diagnosed into errors naming their cause.
-
-        A deadlock or serialization failure rolled the statement back, and a connection found broken before the
-        statement was sent never carried it: either is run again, up to ``WRITE_ATTEMPTS`` times, then answered as
-        unavailable (503 with Retry-After). A write whose connection broke after it was sent is never repeated: it
-        may have committed.
-        """
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                async with self.db.writing() as conn:
-                    return await run(conn)
-            except Exception as exc:
-                violation = classify(exc)
-                repeatable = violation is Violation.RETRYABLE or statement_unsent(exc)
-                if repeatable and attempt < WRITE_ATTEMPTS:
-                    continue
-                if violation in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
-                    raise await self._diagnose(violation, values, row_id, deleting=deleting) from exc
-                raise self._translate(exc) from exc
-        raise AssertionError  # pragma: no cover (the loop always returns or raises)
-
     async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None, *, deleting: bool) -> Exception:
         catalog = self.catalog
 
@@ -385,7 +506,7 @@ class ResourceRepository:
 
     def _translate(self, exc: Exception) -> Exception:
         """Database failures -> domain errors; anything else (a bug) is returned unchanged, to surface as a 500."""
-        if isinstance(exc, InvalidInputError | NotFoundError | DatabaseUnavailableError):
+        if isinstance(exc, InvalidInputError | RepositoryError):
             return exc
         violation = classify(exc)
         if violation in {Violation.UNAVAILABLE, Violation.RETRYABLE}:
@@ -401,3 +522,96 @@ class ResourceRepository:
                 [FieldError(self.entity.singular or self.name, "a value was rejected by the database")]
             )
         return exc
+
+
+class WriteError(StatementError):
+    """A write's statement failed: the driver's error (``cause``) and what diagnosing it needs.
+
+    Diagnosis reads the database (who holds the unique value, which parent is missing), so it runs once the
+    statement, or the transaction it was part of, is over.
+    """
+
+    def __init__(
+        self,
+        cause: Exception,
+        repo: ResourceRepository,
+        values: Row,
+        row_id: UUID | None,
+        *,
+        deleting: bool,
+        rows: list[Row] | None = None,
+    ) -> None:
+        super().__init__(cause)
+        self.repo = repo
+        self.values = values
+        self.row_id = row_id
+        self.deleting = deleting
+        self.rows = rows
+        """A bulk insert's rows: the diagnosis looks for the one at fault."""
+
+    async def explain(self) -> Exception:
+        """The domain error the failure amounts to (409 naming the field, 503...)."""
+        violation = classify(self.cause)
+        if violation not in {Violation.UNIQUE, Violation.FOREIGN_KEY, Violation.NOT_NULL, Violation.CHECK}:
+            return self.repo._translate(self.cause)
+        if self.rows is None:
+            return await self.repo._diagnose(violation, self.values, self.row_id, deleting=self.deleting)
+        found: Exception | None = None
+        for index, values in enumerate(self.rows):
+            found = await self.repo._diagnose(violation, values, None, deleting=False)
+            if isinstance(found, RepositoryError) and found.extra.get("errors"):
+                return _row_at_fault(found, index)
+        return found or self.repo._translate(self.cause)
+
+
+def _row_at_fault(exc: RepositoryError, index: int) -> RepositoryError:
+    """A bulk row's diagnosis, its fields named under the row's index (``[5].user_id``)."""
+    errors = [{**error, "field": f"[{index}].{error['field']}"} for error in exc.extra["errors"]]
+    return type(exc)(f"[{index}]: {exc.detail}", **{**exc.extra, "errors": errors})
+
+
+def _at_index(exc: InvalidInputError, index: int) -> InvalidInputError:
+    """``exc`` with each field named under its row's index, as a bulk body's problems are (``[5].title``)."""
+    return InvalidInputError([FieldError(f"[{index}].{error.field}", error.message) for error in exc.errors])
+
+
+def _repeatable(exc: Exception) -> bool:
+    return classify(exc) is Violation.RETRYABLE or statement_unsent(exc)
+
+
+async def _run_writes(
+    open_connection: Callable[[], AbstractAsyncContextManager[Connection]], body: Callable[[Connection], Awaitable[T]]
+) -> T:
+    """Run ``body`` on a connection from ``open_connection``; failures leave as domain errors.
+
+    A deadlock or serialization failure rolled everything back, and a connection found broken before a statement
+    was sent never carried it (nor, in a transaction, anything before it that could commit): either way ``body``
+    runs again, up to ``WRITE_ATTEMPTS`` times, then is answered as unavailable (503 with Retry-After). A write
+    whose connection broke after it was sent is never repeated: it may have committed.
+    """
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            async with open_connection() as conn:
+                return await body(conn)
+        except WriteError as failure:
+            if _repeatable(failure.cause) and attempt < WRITE_ATTEMPTS:
+                continue
+            raise await failure.explain() from failure.cause
+        except (RepositoryError, InvalidInputError):
+            raise
+        except Exception as exc:  # taking the connection, BEGIN or COMMIT
+            if _repeatable(exc) and attempt < WRITE_ATTEMPTS:
+                continue
+            if classify(exc) in {Violation.UNAVAILABLE, Violation.RETRYABLE}:
+                detail = f"The database is unavailable ({type(exc).__name__}); retry shortly."
+                raise DatabaseUnavailableError(detail) from exc
+            raise
+    raise AssertionError  # pragma: no cover (the loop always returns or raises)
+
+
+async def atomically(db: Database, body: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run ``body``'s writes (the ``*_on`` steps of any repositories) as one transaction: all of them, or none.
+
+    ``body`` may run more than once (see ``_run_writes``), so it must do nothing but its steps.
+    """
+    return await _run_writes(db.transaction, body)

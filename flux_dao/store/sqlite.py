@@ -30,7 +30,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -163,7 +163,7 @@ class SqliteConnection:
     Reads and writes use it alike: see the module docstring for why that is safe.
     """
 
-    __slots__ = ("_cache", "_checkpointer", "_conn", "_deadline", "_patience", "_timeout", "count")
+    __slots__ = ("_cache", "_checkpointer", "_conn", "_deadline", "_owner", "_patience", "_timeout", "_turn", "count")
 
     def __init__(self, url: str, *, synchronous: str, statement_timeout: float, patience: float, count: Any) -> None:
         path, uri = sqlite_path(url)
@@ -179,6 +179,9 @@ class SqliteConnection:
         self._timeout = statement_timeout
         self._patience = patience
         self._deadline = 0.0
+        self._owner: asyncio.Task[Any] | None = None
+        """The request whose transaction holds the connection; other requests' statements wait for its end."""
+        self._turn = asyncio.Lock()
         self.count = count
         try:
             self._conn.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)  # icontains folds all Unicode
@@ -224,15 +227,43 @@ class SqliteConnection:
             self._cache[id(statement)] = (statement, compiled)  # holding the statement keeps its id unique
         return compiled
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator["SqliteConnection"]:
+        """Statements that commit together: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` if the block raises).
+
+        The write lock is taken at the start, so nothing in the block waits for another worker's writer. Until the
+        end, this worker's other requests wait before their next statement (``_run``), so none of them lands inside
+        this transaction, whatever the block awaits.
+        """
+        async with self._turn:
+            await self._execute("BEGIN IMMEDIATE", {})
+            self._owner = asyncio.current_task()
+            try:
+                yield self
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._owner = None
+
     async def _run(self, statement: ClauseElement, params: Mapping[str, Any]) -> tuple[_Statement, sqlite3.Cursor]:
         """Execute, trying again while another process holds SQLite's write lock (see the module docstring)."""
+        if self._owner is not None and self._owner is not asyncio.current_task():
+            async with self._turn:  # another request's transaction holds the connection: after it
+                pass
         compiled = self._statement(statement)
         sql, values = compiled.bound(params)
+        return compiled, await self._execute(sql, values)
+
+    async def _execute(self, sql: str, values: Mapping[str, Any]) -> sqlite3.Cursor:
         pause, give_up = _FIRST_PAUSE, None
         while True:
             self._deadline = time.monotonic() + self._timeout
             try:
-                return compiled, self._conn.execute(sql, values)
+                return self._conn.execute(sql, values)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorname not in _BUSY:
                     raise

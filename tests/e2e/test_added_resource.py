@@ -156,7 +156,9 @@ def test_create_message_returns_201_with_the_full_row(client: Any) -> None:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "conversation_id", "role", "content", "created_at"}
+    assert set(body) == {"id", "conversation_id", "role", "content", "created_at", "updated_at", "version"}
+    assert body["version"] == 1
+    assert response.headers["etag"] == '"1"'
     assert body["conversation_id"] == parent["id"]
     assert body["role"] == "assistant"
     assert body["content"] == "hi"
@@ -187,7 +189,9 @@ def test_patch_message_content(client: Any) -> None:
     created = message(client, conversation(client)["id"])
     response = client.patch(f"{API}/messages/{created['id']}", json={"content": "edited"})
     assert response.status_code == 200, response.text
-    assert response.json() == {**created, "content": "edited"}
+    edited = response.json()
+    assert edited["updated_at"] >= created["updated_at"]
+    assert edited == {**created, "content": "edited", "version": 2, "updated_at": edited["updated_at"]}
     assert client.get(f"{API}/messages/{created['id']}").json()["content"] == "edited"
 
 

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "resources.yaml"
 FLUX_DAO = Path(sys.executable).parent / "flux-dao"
 COMMANDS = ["serve", "migrate", "makemigrations", "check", "explain", "openapi", "migrations"]
-HEAD = "bf8d449ad1fe"
-PREVIOUS = "824be8037c25"
+HEAD = "f3905fd2dbca"
+PREVIOUS = "bf8d449ad1fe"
+MIDDLE = "824be8037c25"
 FIRST = "c9f00535a8ea"
 
 GOOD_PREFIX = """\
@@ -435,9 +436,9 @@ def test_migrations_current_history_and_downgrade(tmp_path: Path) -> None:
     cli("migrate")
     assert cli("migrations", "current").stdout.strip() == f"{HEAD} (head)"
     history = cli("migrations", "history").stdout.splitlines()
-    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS, FIRST]
+    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS, MIDDLE, FIRST]
     assert history[0].endswith("(head, current)")
-    assert "the six flux resources" in history[2]
+    assert "the six flux resources" in history[3]
     assert "current" not in history[1]
 
     moved = cli("migrations", "downgrade", PREVIOUS, "--yes")

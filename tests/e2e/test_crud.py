@@ -153,9 +153,11 @@ class Resource:
 USERS = Resource(
     path="users",
     names=("users", "user"),
-    fields=frozenset({"id", "email", "onboarded", "profile", "notification_preferences", "created_at"}),
-    datetimes=frozenset({"created_at"}),
-    server_set=frozenset({"id", "created_at"}),
+    fields=frozenset(
+        {"id", "email", "onboarded", "profile", "notification_preferences", "created_at", "updated_at", "version"}
+    ),
+    datetimes=frozenset({"created_at", "updated_at"}),
+    server_set=frozenset({"id", "created_at", "updated_at", "version"}),
     defaults={"onboarded": False},
     minimal=users_minimal,
     full=users_full,
@@ -168,11 +170,11 @@ GOALS = Resource(
     fields=frozenset(
         {
             *("id", "user_id", "title", "description", "class_tags", "status", "parent_goal_id", "pipeline_order"),
-            *("activated_at", "completed_at", "target_weeks", "plan_json", "created_at"),
+            *("activated_at", "completed_at", "target_weeks", "plan_json", "created_at", "updated_at", "version"),
         }
     ),
-    datetimes=frozenset({"activated_at", "completed_at", "created_at"}),
-    server_set=frozenset({"id", "created_at"}),
+    datetimes=frozenset({"activated_at", "completed_at", "created_at", "updated_at"}),
+    server_set=frozenset({"id", "created_at", "updated_at", "version"}),
     defaults={"status": "active", "target_weeks": 6},
     minimal=goals_minimal,
     full=goals_full,
@@ -186,13 +188,21 @@ TASKS = Resource(
         {
             *("id", "user_id", "goal_id", "title", "description", "status", "scheduled_at", "duration_minutes"),
             *("trigger_type", "location_trigger", "reminder_sent_at", "whatsapp_sent_at", "call_sent_at"),
-            *("completed_at", "recurrence_rule", "shared_with_goal_ids", "created_at"),
+            *("completed_at", "recurrence_rule", "shared_with_goal_ids", "created_at", "updated_at", "version"),
         }
     ),
     datetimes=frozenset(
-        {"scheduled_at", "reminder_sent_at", "whatsapp_sent_at", "call_sent_at", "completed_at", "created_at"}
+        {
+            "scheduled_at",
+            "reminder_sent_at",
+            "whatsapp_sent_at",
+            "call_sent_at",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        }
     ),
-    server_set=frozenset({"id", "created_at"}),
+    server_set=frozenset({"id", "created_at", "updated_at", "version"}),
     defaults={"status": "pending", "trigger_type": "time"},
     minimal=tasks_minimal,
     full=tasks_full,
@@ -202,9 +212,20 @@ TASKS = Resource(
 CONVERSATIONS = Resource(
     path="conversations",
     names=("conversations", "conversation"),
-    fields=frozenset({"id", "user_id", "langgraph_thread_id", "context_type", "last_message_at", "created_at"}),
-    datetimes=frozenset({"last_message_at", "created_at"}),
-    server_set=frozenset({"id", "created_at"}),
+    fields=frozenset(
+        {
+            "id",
+            "user_id",
+            "langgraph_thread_id",
+            "context_type",
+            "last_message_at",
+            "created_at",
+            "updated_at",
+            "version",
+        }
+    ),
+    datetimes=frozenset({"last_message_at", "created_at", "updated_at"}),
+    server_set=frozenset({"id", "created_at", "updated_at", "version"}),
     defaults={},
     minimal=conversations_minimal,
     full=conversations_full,
@@ -216,10 +237,10 @@ PATTERNS = Resource(
     path="patterns",
     names=("patterns", "pattern"),
     fields=frozenset(
-        {"id", "user_id", "pattern_type", "description", "data", "confidence", "created_at", "updated_at"}
+        {"id", "user_id", "pattern_type", "description", "data", "confidence", "created_at", "updated_at", "version"}
     ),
     datetimes=frozenset({"created_at", "updated_at"}),
-    server_set=frozenset({"id", "created_at", "updated_at"}),
+    server_set=frozenset({"id", "created_at", "updated_at", "version"}),
     defaults={},
     minimal=patterns_minimal,
     full=patterns_full,
@@ -229,9 +250,9 @@ PATTERNS = Resource(
 NOTIFICATIONS = Resource(
     path="notification-log",
     names=("notification-log", "notification_log", "notification log"),
-    fields=frozenset({"id", "task_id", "channel", "sent_at", "response", "responded_at"}),
-    datetimes=frozenset({"sent_at", "responded_at"}),
-    server_set=frozenset({"id"}),
+    fields=frozenset({"id", "task_id", "channel", "sent_at", "response", "responded_at", "updated_at", "version"}),
+    datetimes=frozenset({"sent_at", "responded_at", "updated_at"}),
+    server_set=frozenset({"id", "updated_at", "version"}),
     defaults={},
     minimal=notifications_minimal,
     full=notifications_full,
@@ -350,7 +371,8 @@ def test_create_stores_every_field_sent(client, res):
 def test_create_sets_server_fields(client, res):
     row = post(client, res, res.minimal(client))
     assert uuid.UUID(row["id"])
-    for name in res.server_set - {"id"}:
+    assert row["version"] == 1
+    for name in res.server_set - {"id", "version"}:
         assert UTC_ISO.match(row[name]), (name, row[name])
 
 
@@ -503,8 +525,8 @@ def test_get_unknown_id_is_404_naming_resource_and_id(client, res):
 def test_patch_changes_only_the_fields_sent(client, res):
     row = post(client, res, res.full(client))
     patched = patch_row(client, res, row["id"], res.change)
-    expected = {**row, **res.change}
-    compared = res.fields - {"updated_at"}  # patterns.updated_at moves on every change; tested on its own below
+    expected = {**row, **res.change, "version": row["version"] + 1}
+    compared = res.fields - {"updated_at"}  # updated_at moves on every change; tested on its own below
     assert {k: patched[k] for k in compared} == {k: expected[k] for k in compared}
     assert get_row(client, res, row["id"]) == patched
 
@@ -534,8 +556,9 @@ def test_patch_explicit_null_clears_a_nullable_field(client, res):
     patched = patch_row(client, res, row["id"], {res.nullable: None})
     assert patched[res.nullable] is None
     assert get_row(client, res, row["id"])[res.nullable] is None
-    untouched = res.fields - {res.nullable, "updated_at"}
+    untouched = res.fields - {res.nullable, "updated_at", "version"}
     assert {k: patched[k] for k in untouched} == {k: row[k] for k in untouched}
+    assert patched["version"] == row["version"] + 1
 
 
 @by_resource

@@ -5,8 +5,9 @@ its typed models, enums and functions. The test generates the client (the genera
 is a part of the document it could not turn into typed code), imports it from the temporary folder and runs a short
 scenario against a real ``flux-dao serve`` on SQLite: the probes (their own ``operations`` module); a user, a JSON
 profile passed from one user's read into another's update (one ``JsonObject`` model, no per-field helper models); a
-goal, tasks; tasks by time range; task statistics; a bulk status update; a 404 and a 422 that come back as the
-generated ``Problem`` model, fields and all. A second scenario asks the query language through the generated
+goal, tasks; tasks by time range; task statistics; a bulk status update; a conditional update (``if_match``) and
+its stale repeat refused 412 with the current version; a goal and its task in one batch; a 404 and a 422 that come
+back as the generated ``Problem`` model, fields and all. A second scenario asks the query language through the generated
 functions: ``status__in`` with the generated enum, a ``scheduled_at`` window, ``sort``, ``limit``, the walk along
 ``next_cursor`` to the last page, ``include`` read as typed attributes (``task.goal.title``), and an embed filter.
 
@@ -92,6 +93,7 @@ def test_generated_client_runs_a_planner_scenario(client_package: str, base_url:
     )
     health, ready = load(client_package, "api.operations.health", "api.operations.ready")
     (create_goal,) = load(client_package, "api.goals.create_goal")
+    get_task, run_batch = load(client_package, "api.tasks.get_task", "api.batch.batch")
     create_task, list_tasks, by_timerange, statistics, bulk_update, update_task = load(
         client_package,
         "api.tasks.create_task",
@@ -190,6 +192,45 @@ def test_generated_client_runs_a_planner_scenario(client_package: str, base_url:
         assert stats.completion_rate == pytest.approx(0.5)
         assert stats.by_status[models.TaskStatus.DONE] == 2  # a map keyed by status (the statuses that occur)
         assert stats.by_status.to_dict() == {"done": 2, "missed": 1, "pending": 1}
+
+        # a conditional update: made at the version read, or refused with the version the row is at now
+        later = get_task.sync(created[3].id, client=client)
+        assert isinstance(later, models.Task), later
+        tag = f'"{later.version}"'
+        moved = update_task.sync(
+            created[3].id, client=client, body=models.TaskUpdate(title="Next week, early"), if_match=tag
+        )
+        assert isinstance(moved, models.Task), moved
+        assert moved.version == later.version + 1
+        stale = update_task.sync_detailed(
+            created[3].id, client=client, body=models.TaskUpdate(title="Lost"), if_match=tag
+        )
+        assert stale.status_code == 412
+        assert isinstance(stale.parsed, models.Problem), stale.parsed
+        assert stale.parsed.type_ == "urn:flux-dao:problem:precondition-failed"
+        assert stale.parsed.version == moved.version
+
+        # a goal and its first task in one transaction, the task pointing at the goal made just before
+        operations = [
+            models.BatchOperation(
+                op=models.BatchOperationOp.CREATE,
+                resource="goals",
+                ref="swim",
+                body=models.JsonObject.from_dict({"user_id": str(ada.id), "title": "Swim a mile"}),
+            ),
+            models.BatchOperation(
+                op=models.BatchOperationOp.CREATE,
+                resource="tasks",
+                body=models.JsonObject.from_dict({"user_id": str(ada.id), "goal_id": "$swim.id", "title": "Pool"}),
+            ),
+        ]
+        planned = run_batch.sync(client=client, body=models.BatchRequest(operations=operations))
+        assert isinstance(planned, models.BatchResponse), planned
+        assert [result.status for result in planned.results] == [201, 201]
+        goal_row, task_row = (result.row for result in planned.results)
+        assert isinstance(goal_row, models.JsonObject)
+        assert isinstance(task_row, models.JsonObject)
+        assert task_row["goal_id"] == goal_row["id"]
 
         # errors come back typed: the generated Problem model, its fields readable
         nobody = uuid.uuid4()

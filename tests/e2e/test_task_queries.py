@@ -298,7 +298,8 @@ def test_bulk_update_changes_nothing_but_the_status(client):
     )
     assert bulk(client, [before["id"]], "done").json() == {"updated_count": 1}
     after = client.get(f"{API}/tasks/{before['id']}").json()
-    assert after == {**before, "status": "done"}
+    assert after == {**before, "status": "done", "version": 2, "updated_at": after["updated_at"]}
+    assert after["updated_at"] > before["updated_at"]
     assert after["completed_at"] is None
 
 
@@ -306,7 +307,8 @@ def test_bulk_update_leaves_an_existing_completed_at_alone(client):
     user_id = factories.user(client)["id"]
     before = factories.task(client, user_id, status="done", completed_at="2030-03-10T09:00:00Z")
     assert bulk(client, [before["id"]], "pending").json() == {"updated_count": 1}
-    assert client.get(f"{API}/tasks/{before['id']}").json() == {**before, "status": "pending"}
+    after = client.get(f"{API}/tasks/{before['id']}").json()
+    assert after == {**before, "status": "pending", "version": 2, "updated_at": after["updated_at"]}
 
 
 def test_bulk_update_ignores_unknown_ids(client):

@@ -4,12 +4,15 @@ The built-in ``content_type_conformance`` only compares a response with the medi
 for that status; this one holds every error, documented or not (404 on an unknown path, 405, 413...), to RFC 9457.
 """
 
+import re
+import uuid
 from typing import Any
 
 import schemathesis
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:flux-dao:problem:"
+VALID_KEY = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$")
 
 
 @schemathesis.check
@@ -35,7 +38,7 @@ def errors_are_problem_json(ctx: Any, response: Any, case: Any) -> None:
 
 @schemathesis.hook
 def map_case(ctx: Any, case: Any) -> Any:
-    """Leave out the two list parameters whose valid values the document cannot describe.
+    """Leave out the two list parameters whose valid values the document cannot describe; one key per request.
 
     ``cursor`` holds only what the service itself made (any other string is rightly a 422 ``invalid-cursor``, which
     the positive-data check would call "valid data rejected"), and ``fields`` returns rows with fewer keys than the
@@ -44,4 +47,9 @@ def map_case(ctx: Any, case: Any) -> Any:
     """
     if case.query:
         case.query = {name: value for name, value in case.query.items() if name not in {"cursor", "fields"}}
+    key = (case.headers or {}).get("Idempotency-Key")
+    if isinstance(key, str) and VALID_KEY.match(key):
+        # a fresh key per request: schemathesis draws the same few ("0") for requests that differ, and the service
+        # rightly answers a key reused on another request with 422 (tests/e2e/test_idempotency.py covers keys)
+        case.headers["Idempotency-Key"] = f"{key[:200]}-{uuid.uuid4().hex}"
     return case

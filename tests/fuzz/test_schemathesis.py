@@ -28,6 +28,12 @@ Deliberate choices that schemathesis would otherwise report (settings in ``tests
   (``/patterns/{id}``, not ``/users/{id}/patterns/{id}``) and deleting a user removes its rows through ON DELETE
   CASCADE, as the manifest says; the check only recognises a DELETE on the row's own path or a parent path, so the
   404 after a cascade reads as "created resource not found". ``use_after_free`` still runs.
+- ``If-Match`` is always ``*`` and ``If-None-Match`` always a tag no row carries (``schemathesis.toml``): a tag
+  naming another version is refused 412 by design, and one naming the row's version answers 304, which the
+  document leaves out so that generated clients type every read (``tests/e2e/test_versions.py`` covers both).
+  ``positive_data_acceptance`` is off on ``POST /api/v1/batch``: each operation's body is validated against the
+  resource the operation names and its ``$ref`` strings against earlier operations, relations JSON Schema cannot
+  state, so a schema-valid batch may rightly be refused with 422 naming the operation (``tests/e2e/test_batch.py``).
 - Unknown query parameters and repeated single-valued ones are a 422 naming them (issue #8); schemathesis sends
   only the parameters the document declares, so nothing needed turning off for them.
 - Query parameters are converted leniently by design (``?limit=5`` is the integer 5: a query string has no other

@@ -12,7 +12,6 @@ one row in the middle of the id list, and no row of the list may change.
 Budget: about 40 s (90 s at most), nearly all of it the 17 s load test, the fault kinds and one live server start.
 """
 
-import asyncio
 import itertools
 import random
 import threading
@@ -23,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -33,7 +31,7 @@ from flux_dao.http.plugin import FluxDaoPlugin
 from flux_dao.store.migrations import upgrade
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, PG_DSN, make_settings
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, pg_direct
 from tests.live import LiveServer, live_server
 from tests.problems import assert_problem
 
@@ -52,19 +50,6 @@ SERVER_ENV = {
     "DB_POOL_SIZE": "10",
 }
 STATUSES = ("pending", "done", "missed", "rescheduled", "cancelled")
-
-
-def _pg(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """Run one statement straight on PostgreSQL (never through the proxy or the service)."""
-
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn, timeout=5)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 @dataclass
@@ -98,7 +83,7 @@ class Faulty:
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
     """A fresh database migrated directly, then one live server reaching it through a fault proxy."""
     name = f"flux_dao_faults_{uuid.uuid4().hex[:12]}"
-    _pg(PG_DSN, f'CREATE DATABASE "{name}"')
+    pg_direct(PG_DSN, f'CREATE DATABASE "{name}"')
     server_root = PG_DSN.rsplit("/", 1)[0]
     direct = f"{server_root}/{name}"
     try:
@@ -113,7 +98,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
                 yield Faulty(proxy, server, api, direct)
                 assert server.process.poll() is None, "the service died during the fault tests"
     finally:
-        _pg(PG_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_direct(PG_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -332,7 +317,9 @@ def _assert_acknowledged_writes_kept(service: Faulty, user_id: str, ledgers: lis
     }
     stored = {
         str(row["id"]): row
-        for row in _pg(service.direct_dsn, "SELECT id, title, status FROM tasks WHERE user_id = $1", uuid.UUID(user_id))
+        for row in pg_direct(
+            service.direct_dsn, "SELECT id, title, status FROM tasks WHERE user_id = $1", uuid.UUID(user_id)
+        )
     }
     served = _api_rows(service.api, user_id)
     assert set(served) == set(stored)
@@ -453,7 +440,7 @@ def test_terminated_backends_under_load_give_no_500_and_lose_nothing(service: Fa
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        rows = _pg(
+        rows = pg_direct(
             service.direct_dsn,
             "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
             "WHERE datname = $1 AND application_name = 'flux-dao'",
@@ -540,12 +527,12 @@ def test_bulk_update_cut_midway_is_all_or_nothing(service: Faulty) -> None:
     tasks = [_created(api.post("/tasks", json={"user_id": user["id"], "title": f"cut-{n}"})) for n in range(20)]
     ids = sorted(t["id"] for t in tasks)
     slow = next(t for t in tasks if t["id"] == ids[10])
-    _pg(
+    pg_direct(
         service.direct_dsn,
         "CREATE FUNCTION flux_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         f"IF OLD.title = '{slow['title']}' THEN PERFORM pg_sleep(1); END IF; RETURN NEW; END $$",
     )
-    _pg(
+    pg_direct(
         service.direct_dsn,
         "CREATE TRIGGER flux_test_slow BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION flux_test_slow()",
     )
@@ -564,9 +551,9 @@ def test_bulk_update_cut_midway_is_all_or_nothing(service: Faulty) -> None:
     finally:
         service.proxy.restore()
         time.sleep(1.0)  # let the server finish whatever it was doing with the statement
-        _pg(service.direct_dsn, "DROP TRIGGER IF EXISTS flux_test_slow ON tasks")
-        _pg(service.direct_dsn, "DROP FUNCTION IF EXISTS flux_test_slow()")
-    rows = _pg(service.direct_dsn, "SELECT status FROM tasks WHERE id = ANY($1)", [uuid.UUID(i) for i in ids])
+        pg_direct(service.direct_dsn, "DROP TRIGGER IF EXISTS flux_test_slow ON tasks")
+        pg_direct(service.direct_dsn, "DROP FUNCTION IF EXISTS flux_test_slow()")
+    rows = pg_direct(service.direct_dsn, "SELECT status FROM tasks WHERE id = ANY($1)", [uuid.UUID(i) for i in ids])
     assert len(rows) == len(ids)
     # "pending": the cut aborted the statement; "cancelled": the server ran it to its commit although the answer
     # could not be delivered (the 503 was not an acknowledgement, so either is allowed): never a mix of the two

@@ -231,7 +231,8 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits_0(database: str, t
         assert "error" not in outcome, outcome
         response = outcome["response"]
         assert response.status_code == 200, response.text
-        assert response.json() == {**user, "onboarded": True}
+        changed = response.json()
+        assert changed == {**user, "onboarded": True, "version": 2, "updated_at": changed["updated_at"]}
         assert server.process.wait(timeout=10) == 0, server.output
         assert lock.onboarded(user["id"]) is True
         lock.assert_pool_closed_cleanly()

@@ -86,6 +86,8 @@ ENGINE_ROWS: dict[str, list[dict[str, Any]]] = {
             "profile": {"name": "Zoë", "age": 31, "weights": [70.5, None, 1e-7], "nested": {"ok": False}},
             "notification_preferences": None,
             "created_at": datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            "updated_at": datetime(2026, 2, 1, 10, 0, 0, 1, tzinfo=UTC),
+            "version": 7,
         }
     ],
     "goals": [
@@ -111,6 +113,7 @@ ENGINE_ROWS: dict[str, list[dict[str, Any]]] = {
             "target_weeks": 12,
             "plan_json": {"weeks": [{"km": 5.5}, {"km": 10}], "note": None},
             "created_at": datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
+            "updated_at": datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
         },
     ],
     "tasks": [
@@ -132,6 +135,7 @@ ENGINE_ROWS: dict[str, list[dict[str, Any]]] = {
             "recurrence_rule": "FREQ=WEEKLY;BYDAY=TU",
             "shared_with_goal_ids": [GOAL_ID, PARENT_GOAL_ID],
             "created_at": datetime(2026, 1, 3, tzinfo=UTC),
+            "updated_at": datetime(2026, 1, 3, tzinfo=UTC),
         }
     ],
     "patterns": [
@@ -154,6 +158,7 @@ ENGINE_ROWS: dict[str, list[dict[str, Any]]] = {
             "sent_at": datetime(2026, 3, 2, 6, 0, 1, tzinfo=UTC),
             "response": None,
             "responded_at": None,
+            "updated_at": datetime(2026, 3, 2, 6, 0, 1, tzinfo=UTC),
         }
     ],
 }
@@ -167,6 +172,8 @@ EXPECTED_JSON: dict[tuple[str, uuid.UUID], dict[str, Any]] = {
         "profile": {"name": "Zoë", "age": 31, "weights": [70.5, None, 1e-7], "nested": {"ok": False}},
         "notification_preferences": None,
         "created_at": "2025-12-31T23:59:59.999999Z",
+        "updated_at": "2026-02-01T10:00:00.000001Z",
+        "version": 7,
     },
     ("goals", GOAL_ID): {
         "id": str(GOAL_ID),
@@ -182,6 +189,8 @@ EXPECTED_JSON: dict[tuple[str, uuid.UUID], dict[str, Any]] = {
         "target_weeks": 12,
         "plan_json": {"weeks": [{"km": 5.5}, {"km": 10}], "note": None},
         "created_at": "2026-01-02T03:04:05.600000Z",
+        "updated_at": "2026-01-02T03:04:05.600000Z",
+        "version": 1,
     },
     ("tasks", TASK_ID): {
         "id": str(TASK_ID),
@@ -201,6 +210,8 @@ EXPECTED_JSON: dict[tuple[str, uuid.UUID], dict[str, Any]] = {
         "recurrence_rule": "FREQ=WEEKLY;BYDAY=TU",
         "shared_with_goal_ids": [str(GOAL_ID), str(PARENT_GOAL_ID)],
         "created_at": "2026-01-03T00:00:00Z",
+        "updated_at": "2026-01-03T00:00:00Z",
+        "version": 1,
     },
     ("patterns", PATTERN_ID): {
         "id": str(PATTERN_ID),
@@ -211,6 +222,7 @@ EXPECTED_JSON: dict[tuple[str, uuid.UUID], dict[str, Any]] = {
         "confidence": 0.30000000000000004,
         "created_at": "2026-01-04T00:00:00Z",
         "updated_at": "2026-01-05T12:00:00.000005Z",
+        "version": 1,
     },
     ("notification_log", NOTIFICATION_ID): {
         "id": str(NOTIFICATION_ID),
@@ -219,6 +231,8 @@ EXPECTED_JSON: dict[tuple[str, uuid.UUID], dict[str, Any]] = {
         "sent_at": "2026-03-02T06:00:01Z",
         "response": None,
         "responded_at": None,
+        "updated_at": "2026-03-02T06:00:01Z",
+        "version": 1,
     },
 }
 PATHS = {table: table.replace("_", "-") for table in ENGINE_ROWS}
@@ -295,12 +309,14 @@ def test_rows_written_through_sqlalchemy_read_back_identically_through_the_api(s
         **EXPECTED_JSON["tasks", TASK_ID],
         "status": "done",
         "completed_at": "2026-03-02T06:15:00Z",
+        "updated_at": patched.json()["updated_at"],
+        "version": 2,
     }
     after = raw_row(engine, "tasks", TASK_ID)
     changed = {
         name for name, old, new in zip(metadata.tables["tasks"].c.keys(), before, after, strict=True) if old != new
     }
-    assert changed == {"status", "completed_at"}
+    assert changed == {"status", "completed_at", "updated_at", "version"}
     assert _engine_row(engine, metadata, "tasks", str(TASK_ID))["completed_at"] == datetime(
         2026, 3, 2, 6, 15, tzinfo=UTC
     )
@@ -485,7 +501,8 @@ def test_a_write_waiting_for_another_process_lock_leaves_the_worker_serving(one_
     assert "error" not in outcome, outcome
     response = outcome["response"]
     assert response.status_code == 200, response.text
-    assert response.json() == {**user, "onboarded": True}
+    changed = response.json()
+    assert changed == {**user, "onboarded": True, "version": 2, "updated_at": changed["updated_at"]}
     assert time.monotonic() - released_at < 1.0  # it went through soon after the release, not at the time limit
     assert api.get(f"/users/{user['id']}").json()["onboarded"] is True
 

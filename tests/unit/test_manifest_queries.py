@@ -144,19 +144,19 @@ def test_operators_that_fit_are_accepted() -> None:
     [
         ("{body: [eq]}", "body"),  # a field: filter it in place
         ("{nope: [eq]}", "nope"),
-        ("{updated_at: [gte]}", "updated_at"),  # not among this resource's timestamps
+        ("{sent_at: [gte]}", "sent_at"),  # named like a timestamp, but not one the server keeps
     ],
 )
 def test_filters_on_a_column_the_server_does_not_own_are_refused(filters: str, column: str) -> None:
     found = manifest_error(notes("body: {type: string}", f"filters: {filters}"))
     assert_names(found, "notes", column)
-    assert f"filters: '{column}' is not a server-owned column (created_at, id)" in found
+    assert f"filters: '{column}' is not a server-owned column (created_at, id, updated_at, version)" in found
 
 
 def test_filters_on_created_at_need_it_to_be_a_timestamp() -> None:
     found = manifest_error(notes("body: {type: string}", "timestamps: []\nfilters: {created_at: [gte]}"))
     assert_names(found, "notes", "created_at")
-    assert "is not a server-owned column (id)" in found
+    assert "is not a server-owned column (id, updated_at, version)" in found
 
 
 # --- embeds that would shadow a column, names that would read as an operator --------------------------------------
@@ -223,7 +223,7 @@ def test_sort_defaults_to_every_scalar_field_and_can_be_turned_off() -> None:
         source=SOURCE,
     )
     sortable = {name for name, column in columns(manifest.entity("notes")).items() if column.sortable}
-    assert sortable == {"id", "a", "d", "created_at"}
+    assert sortable == {"id", "a", "d", "created_at", "updated_at", "version"}
 
 
 # --- every mistake at once ----------------------------------------------------------------------------------------
