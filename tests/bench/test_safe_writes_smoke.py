@@ -1,0 +1,36 @@
+"""The safe-writes benchmark (issue #11) runs end to end in its tiny mode, so it never rots. No timing is asserted."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PG_DSN, ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_tiny_safe_writes_benchmark_measures_bulk_batch_and_if_match(tmp_path):
+    saved = tmp_path / "safe-writes.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.safe_writes", "--tiny", "--dsn", PG_DSN, "--json", str(saved)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    report = json.loads(saved.read_text())
+    run = report["postgres"]
+    sides = {"bulk": ("single", "bulk"), "batch": ("single", "batch"), "if_match": ("without", "with")}
+    for test, names in sides.items():
+        for side in names:
+            assert run[test][side]["requests"] > 0, (test, side)
+            assert run[test][side]["non_2xx"] == 0, (test, side)
+            assert run[test][side]["cpu_us_per_req"] > 0, (test, side)
+    assert run["bulk"]["rows_per_s"]["bulk"] == pytest.approx(run["bulk"]["bulk"]["rps"] * 1000)
+    assert run["if_match"]["tasks"] > 0
+    assert len(report["checks"]) == 4
+    assert "(--tiny: smoke mode, no timing claims)" in result.stdout
