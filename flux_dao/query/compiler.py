@@ -41,15 +41,6 @@ def _nulls_kept(items: Sequence[Condition], field: str) -> bool | None:
     return decided
 
 
-def _is_json(kind: Any) -> bool:
-    return isinstance(kind, sa.JSON) or isinstance(getattr(kind, "impl", None), sa.JSON)
-
-
-def _array_element(kind: Any) -> Any:
-    """The element type of a column's array parameter: text for JSON (sent encoded), else the column's own."""
-    return sa.Text() if _is_json(kind) else kind
-
-
 class Part(NamedTuple):
     """One statement of a page and the keyset position it continues from (bound as ``:k0``, ``:k1``...)."""
 
@@ -266,26 +257,23 @@ class ResourceStatements:
         return stmt
 
     def insert_many(self) -> Any:
-        """PostgreSQL: any number of rows in one statement, ``INSERT ... SELECT * FROM unnest(:a_id, :a_title, ...)``.
+        """PostgreSQL: any number of rows in one statement, ``INSERT ... SELECT * FROM jsonb_to_recordset(:rows)``.
 
-        One array parameter per column, so one prepared statement serves every row count (a VALUES list would need a
-        statement, and tens of thousands of parameters, per count). JSON values travel as text and are cast back, so
-        a JSON array is never taken for a dimension of the parameter array.
+        The rows travel as one JSON array (encoded in C by msgspec, parsed by PostgreSQL into the columns' types), so
+        one prepared statement serves every row count: a VALUES list would need a statement, and tens of thousands
+        of parameters, per count, and per-column arrays cost the driver a check per element.
         """
         stmt = self._queries.get("insert_many")
         if stmt is None:
             table = self.table
             names = [column.name for column in table.columns]
-            arrays = [
-                sa.bindparam(f"a_{column.name}", type_=postgresql.ARRAY(_array_element(column.type)))
-                for column in table.columns
-            ]
-            rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
-            values = [
-                sa.cast(rows.c[column.name], column.type) if _is_json(column.type) else rows.c[column.name]
-                for column in table.columns
-            ]
-            stmt = sa.insert(table).from_select(names, sa.select(*values)).returning(*self.columns)
+            rows = (
+                sa.func.jsonb_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text), postgresql.JSONB))
+                .table_valued(*(sa.column(column.name, column.type) for column in table.columns))
+                .render_derived(with_types=True)
+            )
+            stmt = sa.insert(table).from_select(names, sa.select(*(rows.c[name] for name in names)))
+            stmt = stmt.returning(*self.columns)
             self._queries["insert_many"] = stmt
         return stmt
 

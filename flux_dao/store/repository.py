@@ -42,7 +42,6 @@ from flux_dao.query.plans import (
     TimeRangePlan,
 )
 from flux_dao.schema.resources import Catalog
-from flux_dao.store.codecs import json_text
 from flux_dao.store.db import Connection, Database, StatementError, connection_broken, statement_unsent
 from flux_dao.store.integrity import Violation, classify, diagnose_delete, diagnose_write, refusal
 from flux_dao.types import Row, StructType
@@ -143,7 +142,6 @@ class ResourceRepository:
         self._datetime_fields = tuple(n for n, s in fields if s.type == "datetime")
         self._float_fields = tuple(n for n, s in fields if s.type == "float")
         self._text_fields = tuple(n for n, s in fields if s.type in _TEXT_TYPES)
-        self._json_fields = frozenset(n for n, s in fields if s.type in {"json", "list"})
         self._stamps = entity.timestamps
         # SQLite's RETURNING hands back an integral REAL as an int (GET reads it as a float): written rows are fixed
         columns = entity.read_columns
@@ -285,7 +283,8 @@ class ResourceRepository:
         try:
             stored: list[Any]
             if self.db.is_postgres:
-                stored = list(await conn.all(self.statements.insert_many(), self._columns_of(bound)))
+                rows_json = msgspec.json.encode(bound).decode()
+                stored = list(await conn.all(self.statements.insert_many(), {"rows": rows_json}))
                 by_id = {row[0]: row for row in stored}
                 stored = [by_id[values["id"]] for values in bound]
             else:
@@ -293,17 +292,6 @@ class ResourceRepository:
         except Exception as exc:
             raise WriteError(exc, self, {}, None, deleting=False, rows=rows) from exc
         return [self._written(row) for row in stored]
-
-    def _columns_of(self, rows: list[Row]) -> dict[str, list[Any]]:
-        """``insert_many``'s parameters: each column's values as one array (JSON ones encoded as text)."""
-        params: dict[str, list[Any]] = {}
-        for column in self.statements.table.columns:
-            name = column.name
-            values = [row.get(name) for row in rows]
-            if name in self._json_fields:
-                values = [None if value is None else json_text(value) for value in values]
-            params[f"a_{name}"] = values
-        return params
 
     def _refuse_repeated_unique_values(self, rows: list[Row]) -> None:
         """Two rows of one bulk with the same value of a unique field: 409 naming the second, before any write."""
@@ -468,11 +456,16 @@ class ResourceRepository:
         return params
 
     def _reject_unstorable(self, values: Row) -> None:
-        bad = [
-            (name, problem) for name in self._text_fields if name in values and (problem := _unstorable(values[name]))
-        ]
+        bad: list[FieldError] = []
+        for name in self._text_fields:
+            value = values.get(name)
+            if value is None or (type(value) is str and "\x00" not in value):  # the common case, checked inline
+                continue
+            problem = _unstorable(value)
+            if problem is not None:
+                bad.append(FieldError(name, problem))
         if bad:
-            raise InvalidInputError([FieldError(name, problem) for name, problem in bad])
+            raise InvalidInputError(bad)
 
     def _not_found(self, row_id: UUID) -> NotFoundError:
         return NotFoundError(f"{self.entity.singular} {row_id} not found.", resource=self.name, id=str(row_id))
