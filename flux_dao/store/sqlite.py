@@ -8,8 +8,10 @@ construction: nothing in the worker can interleave with a statement, so no write
 
 What makes that safe:
 
-- **Autocommit**: every statement is its own transaction (the repository sends one statement per write), so a write
-  never holds SQLite's lock across an await.
+- **Autocommit**: a statement is its own transaction (a single write is one statement), so it never holds SQLite's
+  lock across an await. The writes that must commit together (a batch, a write and its idempotency record) take the
+  lock first (``BEGIN IMMEDIATE``, ``transaction``) and the worker's other requests wait before their next
+  statement until the COMMIT, so none of theirs lands inside.
 - **Other workers** (``serve --workers N``) are other processes with their own connections; SQLite's lock serializes
   their writes. ``busy_timeout`` is 0, so a busy database never puts the event loop to sleep inside SQLite: the
   statement, which did nothing (a write takes the lock before it changes a page), is tried again after an
