@@ -51,7 +51,7 @@ __all__ = ("ListResult", "ResourceRepository", "WriteError", "as_utc", "atomical
 T = TypeVar("T")
 
 WRITE_ATTEMPTS: Final = 3
-"""Tries for a write that hit a deadlock or serialization failure."""
+"""Tries for a write that hit a deadlock, a serialization failure or a link broken before it was sent; for a read."""
 
 _TEXT_TYPES = frozenset({"string", "enum", "json", "list"})
 
@@ -474,15 +474,15 @@ class ResourceRepository:
         """Run reads on one connection; database failures leave as domain errors.
 
         A read whose connection turned out broken (the database restarted or ended the session since it was pooled)
-        runs once more on a new connection: reads are safe to repeat, and the first request after a recovery should
-        not fail.
+        runs again on a new connection, up to ``WRITE_ATTEMPTS`` times in all: reads are safe to repeat, the first
+        request after a recovery should not fail, and a sweep of terminated sessions can catch the new connection too.
         """
-        for attempt in (1, 2):
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 async with self.db.reading() as conn:
                     return await run(conn)
             except Exception as exc:
-                if attempt == 1 and connection_broken(exc):
+                if attempt < WRITE_ATTEMPTS and connection_broken(exc):
                     continue
                 raise self._translate(exc) from exc
         raise AssertionError  # pragma: no cover (the loop always returns or raises)

@@ -417,7 +417,7 @@ def test_terminated_backends_under_load_give_no_500_and_lose_nothing(service: Fa
 
     A terminated backend may surface as an admin-shutdown error, a closed connection, or asyncpg's "cannot switch to
     state" on a connection that still looked open: whatever the class, the connection is retired and the request
-    answers 503 with Retry-After, never 500. Reads run once more on a fresh connection, so they all answer 200;
+    answers 503 with Retry-After, never 500. Reads run again on a fresh connection, so they all answer 200;
     every acknowledged write is stored as acknowledged.
     """
     api = service.api
