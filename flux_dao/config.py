@@ -335,6 +335,9 @@ class Settings:
     idempotency_ttl: float = 86400.0
     """Seconds an ``Idempotency-Key``'s answer is kept for its repeats, then purged (env
     ``FLUX_DAO_IDEMPOTENCY_TTL``: seconds, or ``24h``, ``7d``...)."""
+    changes_retention: float = 7 * 86400.0
+    """Seconds the change feed keeps each change, then purges it (env ``FLUX_DAO_CHANGES_RETENTION``: seconds, or
+    ``24h``, ``7d``...); reading after a purged position is 410 ``changes-expired``."""
     cors_origins: tuple[str, ...] = ()
     """Origins browsers may call the API from (env ``FLUX_DAO_CORS_ORIGINS``, comma-separated); empty: CORS off."""
     docs: Exposure = Exposure.AUTO
@@ -388,6 +391,7 @@ class Settings:
             rate_burst=int(_at_least_zero("FLUX_DAO_RATE_BURST", _int(env, "FLUX_DAO_RATE_BURST", cls.rate_burst))),
             cursor_secret=_text(env, "FLUX_DAO_CURSOR_SECRET") or "",
             idempotency_ttl=_duration(env, "FLUX_DAO_IDEMPOTENCY_TTL", cls.idempotency_ttl),
+            changes_retention=_duration(env, "FLUX_DAO_CHANGES_RETENTION", cls.changes_retention),
             cors_origins=_list(env, "FLUX_DAO_CORS_ORIGINS"),
             docs=_exposure(env, "FLUX_DAO_DOCS"),
             metrics=_exposure(env, "FLUX_DAO_METRICS"),

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = (
     "BatchOperationError",
+    "ChangesExpiredError",
     "ConflictError",
     "DatabaseUnavailableError",
     "DatabaseUnreachableError",
@@ -79,6 +80,13 @@ class PreconditionFailedError(RepositoryError):
 
 class PreconditionRequiredError(RepositoryError):
     """A write to a resource declared ``concurrency: required`` did not name the version it changes (HTTP 428)."""
+
+
+class ChangesExpiredError(RepositoryError):
+    """A change-feed position older than the changes still kept (HTTP 410).
+
+    ``extra`` holds ``oldest``: the position of the oldest change kept (absent when none is).
+    """
 
 
 class DatabaseUnavailableError(RepositoryError):

@@ -22,6 +22,7 @@ import msgspec
 
 __all__ = (
     "CURRENT_REQUEST",
+    "CUT_ON_PURPOSE",
     "FIELDS_ATTR",
     "LOG_FORMATS",
     "REQUEST_ID_ATTR",
@@ -36,6 +37,9 @@ __all__ = (
     "line_sink",
     "logging_config",
 )
+
+CUT_ON_PURPOSE: ContextVar[bool] = ContextVar("flux_dao_cut_on_purpose", default=False)
+"""Set by a response that abandons its client on purpose (a change stream nobody reads), having logged why."""
 
 FIELDS_ATTR: Final = "fields"
 """A record attribute holding a mapping of structured fields (``logger.info(..., extra={"fields": {...}})``)."""
@@ -224,19 +228,25 @@ class TextFormatter(logging.Formatter):
 class ChatterFilter(logging.Filter):
     """Drops the libraries' notes about their own set-up below WARNING; their warnings and real news pass.
 
-    Alembic's plugin list and its per-run "Context impl SQLiteImpl." / "Will assume transactional DDL." go, its
-    "Running upgrade" lines stay; advanced-alchemy's INFO lines go. uvicorn's warning "Invalid HTTP request
+    Alembic's plugin list, its per-run "Context impl SQLiteImpl." / "Will assume transactional DDL." and its
+    comparison's "Detected sequence ... assuming SERIAL" (the change log's position) go, its "Running upgrade" lines
+    stay; advanced-alchemy's INFO lines go. uvicorn's warning "Invalid HTTP request
     received." goes too: flux-dao's own protocols log one line for each refused request head, saying what was wrong.
+    So does its error "ASGI callable returned without completing response." for a response that set
+    ``CUT_ON_PURPOSE`` (a change stream whose client took nothing for half a minute: flux-dao logged a warning).
     A filter on the handler (not on the loggers), so that configuring logging again (``LOG_LEVEL=DEBUG`` keeps
     everything) leaves nothing behind.
     """
 
-    _QUIET_LOGGERS: Final = ("alembic.runtime.plugins", "advanced_alchemy")
+    _QUIET_LOGGERS: Final = ("alembic.runtime.plugins", "alembic.ddl.postgresql", "advanced_alchemy")
     _CHATTER: Final = ("Context impl ", "Will assume ")
     _INVALID_REQUEST: Final = "Invalid HTTP request received."
+    _INCOMPLETE: Final = "ASGI callable returned without completing response."
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "uvicorn.error" and record.msg == self._INVALID_REQUEST:
+            return False
+        if record.name == "uvicorn.error" and record.msg == self._INCOMPLETE and CUT_ON_PURPOSE.get():
             return False
         if record.levelno >= logging.WARNING:
             return True

@@ -45,7 +45,9 @@ __all__ = (
     "docs_redirect",
     "list_body",
     "openapi_config",
+    "streaming",
     "with_headers",
+    "with_patterns",
     "with_request_body",
 )
 
@@ -94,6 +96,10 @@ class FluxOperation(Operation):
     """Parameters the handler parses itself (``flux_dao.http.request``), documented beside Litestar's own."""
     documented_body: ClassVar[RequestBody | None] = None
     """A body the handler reads itself, documented as Litestar would document a ``data`` parameter."""
+    patterns: ClassVar[dict[str, str]] = {}
+    """Patterns of query parameters that Litestar checks but leaves out of the document, by name."""
+    streamed: ClassVar[str | None] = None
+    """The media type of a 200 whose body is a stream of text (Server-Sent Events), not JSON."""
 
     def __post_init__(self) -> None:
         if self.documented_body is not None:
@@ -102,8 +108,12 @@ class FluxOperation(Operation):
             self.parameters = [*(self.parameters or []), *self.extra_parameters]
         if self.parameters:
             self.parameters = [_not_null(p) if isinstance(p, Parameter) else p for p in self.parameters]
+            self.parameters = [self._patterned(p) for p in self.parameters]
         if not self.responses:
             return
+        ok = self.responses.get("200")
+        if self.streamed is not None and isinstance(ok, OpenAPIResponse):
+            ok.content = {self.streamed: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))}
         self.responses.pop("400", None)
         unauthorized = self.responses.get("401")
         if isinstance(unauthorized, OpenAPIResponse):
@@ -111,6 +121,22 @@ class FluxOperation(Operation):
                 self.responses.setdefault(status, replace(unauthorized, description=description))
             if any(isinstance(p, Parameter) and p.param_in == "query" for p in self.parameters or ()):
                 self.responses.setdefault("414", replace(unauthorized, description=_URI_TOO_LONG))
+
+    def _patterned(self, parameter: Parameter | Reference) -> Parameter | Reference:
+        pattern = self.patterns.get(parameter.name) if isinstance(parameter, Parameter) else None
+        if pattern is None or not isinstance(parameter, Parameter) or not isinstance(parameter.schema, Schema):
+            return parameter
+        return replace(parameter, schema=replace(parameter.schema, pattern=pattern))
+
+
+def with_patterns(base: type[FluxOperation], patterns: dict[str, str]) -> type[FluxOperation]:
+    """``base`` documenting the ``pattern`` of each query parameter named in ``patterns``."""
+    return type(base.__name__, (base,), {"patterns": {**base.patterns, **patterns}})
+
+
+def streaming(base: type[FluxOperation], media_type: str) -> type[FluxOperation]:
+    """``base`` documenting its 200 as a stream of ``media_type`` text."""
+    return type(base.__name__, (base,), {"streamed": media_type})
 
 
 def _header(name: str, description: str, pattern: str, max_length: int | None = None) -> Parameter:

@@ -10,6 +10,7 @@ from litestar.plugins import InitPlugin
 from flux_dao.config import Settings
 from flux_dao.http.auth import api_access_middleware, exposure_middleware
 from flux_dao.http.batch import batch_handler
+from flux_dao.http.changes import changes_handlers
 from flux_dao.http.cursor import CursorSeal, cursor_secret_from_keys
 from flux_dao.http.handlers import build_router
 from flux_dao.http.health import health_handlers
@@ -18,6 +19,7 @@ from flux_dao.http.keys import KeyRing
 from flux_dao.http.observability import Observability
 from flux_dao.http.openapi import SECURITY_SCHEME
 from flux_dao.http.problems import exception_handlers
+from flux_dao.http.protocols.head import on_draining
 from flux_dao.http.query_tables import build_resource_queries
 from flux_dao.http.ratelimit import RateLimiter
 from flux_dao.http.request import ReadContext
@@ -25,6 +27,7 @@ from flux_dao.http.request_checks import StrictRequestsPlugin
 from flux_dao.http.schema_watch import SchemaWatch
 from flux_dao.schema import Resources
 from flux_dao.store import ResourceRepository
+from flux_dao.store.changes import ChangeLog
 from flux_dao.store.db import Database
 from flux_dao.store.idempotency import IdempotencyRecords
 
@@ -67,6 +70,7 @@ class FluxDaoPlugin(InitPlugin):
         self.idempotency = Idempotency(
             IdempotencyRecords(resources.metadata, db, timedelta(seconds=settings.idempotency_ttl)), db
         )
+        self.changes = ChangeLog(db, resources.metadata, resources.items, settings.changes_retention)
         self.reads = ReadContext(
             build_resource_queries((r.entity for r in resources.items), resources.embeds),
             CursorSeal(settings.cursor_secret or cursor_secret_from_keys(settings.api_keys)),
@@ -84,7 +88,7 @@ class FluxDaoPlugin(InitPlugin):
         batch = batch_handler(self.resources.items, self.repositories, self.db, self.idempotency)
         api = Router(
             path=settings.api_prefix,
-            route_handlers=[*routers, batch],
+            route_handlers=[*routers, batch, *changes_handlers(self.changes, self.resources.items)],
             middleware=[api_access_middleware(self.keyring, limiter)] if guarded else [],
             security=[{SECURITY_SCHEME: []}],
             before_request=StrictRequestsPlugin.before_request,
@@ -101,10 +105,12 @@ class FluxDaoPlugin(InitPlugin):
                 self.observability.start,
                 self.schema_watch.start,
                 self.idempotency.start,
+                self.changes.start,
+                lambda: on_draining(self.changes.close),
                 _freeze_startup_objects,
             ]
         )
         app_config.on_shutdown.extend(
-            [self.idempotency.stop, self.schema_watch.stop, self.observability.stop, self.db.dispose]
+            [self.changes.stop, self.idempotency.stop, self.schema_watch.stop, self.observability.stop, self.db.dispose]
         )
         return app_config

@@ -18,6 +18,7 @@ from litestar.types import ExceptionHandlersMap
 
 from flux_dao.errors import (
     BatchOperationError,
+    ChangesExpiredError,
     ConflictError,
     DatabaseUnavailableError,
     DuplicateError,
@@ -69,6 +70,7 @@ PROBLEM_TYPES: Final[dict[str, tuple[int, str]]] = {
     "restricted-delete": (409, "Row is still referenced"),
     "precondition-failed": (412, "Row is at another version"),
     "precondition-required": (428, "If-Match required"),
+    "changes-expired": (410, "Changes no longer kept"),
     "rate-limited": (429, "Too many requests"),
     "idempotency-key-reused": (422, "Idempotency-Key used for another request"),
     "idempotency-in-progress": (409, "Request with this Idempotency-Key still running"),
@@ -129,6 +131,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     """On a batch: the index of the operation that failed (nothing was applied)."""
     version: int | msgspec.UnsetType = msgspec.UNSET
     """On ``precondition-failed``: the row's current version (its ETag is ``"<version>"``)."""
+    oldest: int | msgspec.UnsetType = msgspec.UNSET
+    """On ``changes-expired``: the position of the oldest change still kept."""
     request_id: str | msgspec.UnsetType = msgspec.UNSET
     """The request's ``X-Request-ID`` (the client's, or one flux-dao made); the log line of the request has it too."""
 
@@ -158,6 +162,8 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
         403: "The service key lacks the scope this operation needs (named in `scope`).",
         404: "No row with that id.",
         409: "Conflict: a unique value is taken, a referenced row is missing, or dependents block a delete.",
+        410: "The position is older than the changes kept (`FLUX_DAO_CHANGES_RETENTION`); `oldest` is the oldest "
+        "kept. Read again without `after` (from the oldest kept) or with `after=now`.",
         412: "If-Match names a version the row is no longer at; `version` is the current one.",
         428: "This resource is changed only with If-Match (`concurrency: required`).",
         422: "Validation failed; `errors` names each field.",
@@ -257,6 +263,7 @@ _REPOSITORY_SLUGS: Final[tuple[tuple[type[RepositoryError], str], ...]] = (
     (RestrictedDeleteError, "restricted-delete"),
     (PreconditionFailedError, "precondition-failed"),
     (PreconditionRequiredError, "precondition-required"),
+    (ChangesExpiredError, "changes-expired"),
     (ConflictError, "conflict"),
     (DatabaseUnavailableError, "unavailable"),
 )

@@ -189,6 +189,8 @@ class EntitySpec(_Spec, frozen=True):
     """Filters on the columns the service owns (``id``, the timestamps and ``version``), e.g.
     ``{created_at: [gte, lt]}``."""
     concurrency: Concurrency = "optional"
+    changes: bool = True
+    """Whether the change feed records this resource's writes (``changes: false`` leaves it out)."""
 
     @property
     def read_columns(self) -> tuple[str, ...]:

@@ -7,12 +7,19 @@ from typing import Final
 
 import sqlalchemy as sa
 from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy.dialects import postgresql
 
 from flux_dao.manifest.names import SYSTEM_PREFIX
 
-__all__ = ("IDEMPOTENCY_TABLE", "add_system_tables")
+__all__ = ("CHANGES_PURGED_TABLE", "CHANGES_TABLE", "IDEMPOTENCY_TABLE", "add_system_tables")
 
 IDEMPOTENCY_TABLE: Final = f"{SYSTEM_PREFIX}idempotency_keys"
+CHANGES_TABLE: Final = f"{SYSTEM_PREFIX}changes"
+CHANGES_PURGED_TABLE: Final = f"{SYSTEM_PREFIX}changes_purged"
+
+_POSITION: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""A 64-bit position; on SQLite the INTEGER PRIMARY KEY that AUTOINCREMENT needs (never reuses a purged one)."""
+_ROW: Final = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def add_system_tables(metadata: sa.MetaData) -> None:
@@ -30,4 +37,31 @@ def add_system_tables(metadata: sa.MetaData) -> None:
         sa.Column("started_at", DateTimeUTC(timezone=True), nullable=False),
         sa.Column("expires_at", DateTimeUTC(timezone=True), nullable=False, index=True),
         comment="Idempotency-Key records: each key's first answer, replayed to its repeats until expires_at.",
+    )
+    sa.Table(
+        CHANGES_TABLE,
+        metadata,
+        sa.Column("position", _POSITION, primary_key=True, autoincrement=True),
+        sa.Column("resource", sa.String(255), nullable=False),
+        sa.Column("op", sa.String(6), nullable=False, comment="insert, update or delete"),
+        sa.Column("row_id", sa.String(36), nullable=False),
+        sa.Column(
+            "committed_at",
+            DateTimeUTC(timezone=True),
+            nullable=False,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+            index=True,
+            comment="when the writing transaction (PostgreSQL) or statement (SQLite) ran",
+        ),
+        sa.Column("row", _ROW, nullable=False, comment="the row after the change (a delete: before it)"),
+        sa.Index(f"ix_{CHANGES_TABLE}_resource_position", "resource", "position"),
+        sqlite_autoincrement=True,
+        comment="The change feed: one row per inserted, updated or deleted resource row, written by triggers.",
+    )
+    sa.Table(
+        CHANGES_PURGED_TABLE,
+        metadata,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("through", sa.BigInteger(), nullable=False, comment="the newest position purged"),
+        comment="How far the change feed has been purged (one row): an older position answers 410.",
     )

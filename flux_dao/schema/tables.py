@@ -66,7 +66,8 @@ def _build_table(metadata: sa.MetaData, manifest: Manifest, entity: EntitySpec) 
     constraints += [
         sa.Index(index_name(entity.name, index.fields), *index.fields, unique=index.unique) for index in entity.indexes
     ]
-    return sa.Table(entity.name, metadata, *columns, *constraints)
+    # the change triggers (installed by every migration) read which tables the feed records from here
+    return sa.Table(entity.name, metadata, *columns, *constraints, info={"changes": entity.changes})
 
 
 def has_own_index(entity: EntitySpec, name: str) -> bool:

@@ -20,9 +20,9 @@ import os
 import re
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 import msgspec
@@ -47,8 +47,14 @@ __all__ = (
     "connect_failure",
     "connect_once",
     "connection_broken",
+    "read_retrying",
     "statement_unsent",
 )
+
+T = TypeVar("T")
+
+READ_ATTEMPTS: Final = 3
+"""Tries for reads whose connection turned out broken (a restart, a sweep of terminated sessions)."""
 
 _STATEMENT_CACHE_SIZE = 1024
 
@@ -483,3 +489,20 @@ class Database:
         """Replaces asyncpg's default reset (a round trip per release): flux-dao sets no session state."""
         if conn.is_in_transaction():
             await conn.execute("ROLLBACK")
+
+
+async def read_retrying(db: Database, run: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run reads on one connection; one that turns out broken runs again on a new one, ``READ_ATTEMPTS`` in all.
+
+    Reads are safe to repeat, the first request after a recovery should not fail, and a sweep of terminated
+    sessions can catch the new connection too. Any other failure (and the last) is raised as it came.
+    """
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            async with db.reading() as conn:
+                return await run(conn)
+        except Exception as exc:
+            if attempt < READ_ATTEMPTS and connection_broken(exc):
+                continue
+            raise
+    raise AssertionError  # pragma: no cover (the loop always returns or raises)

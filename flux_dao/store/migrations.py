@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from flux_dao.config import DatabaseSettings, Settings
 from flux_dao.server_defaults import RandomUUID
+from flux_dao.store.change_triggers import sync_change_triggers
 from flux_dao.store.db import connect_once
 from flux_dao.store.drift import Difference, describe, harmless_in_database
 
@@ -361,7 +362,8 @@ def run_env() -> None:
     config = context.config
     settings: Settings = config.attributes.get("flux_settings") or Settings.from_env()
     directives = config.attributes.get("process_revision_directives")
-    metadata = _manifest_metadata(settings) if directives is not None else None  # only autogenerate compares
+    manifest_metadata = _manifest_metadata(settings)
+    metadata = manifest_metadata if directives is not None else None  # only autogenerate compares
 
     def migrate(connection: Connection) -> None:
         is_postgres = connection.dialect.name == "postgresql"
@@ -379,6 +381,8 @@ def run_env() -> None:
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if directives is None:  # a real upgrade or downgrade, not autogenerate's comparison
+                    sync_change_triggers(connection, manifest_metadata)
         finally:
             if is_postgres:
                 connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})

@@ -42,7 +42,7 @@ from flux_dao.query.plans import (
     TimeRangePlan,
 )
 from flux_dao.schema.resources import Catalog
-from flux_dao.store.db import Connection, Database, StatementError, connection_broken, statement_unsent
+from flux_dao.store.db import Connection, Database, StatementError, read_retrying, statement_unsent
 from flux_dao.store.integrity import Violation, classify, diagnose_delete, diagnose_write, refusal
 from flux_dao.types import Row, StructType
 
@@ -51,7 +51,7 @@ __all__ = ("ListResult", "ResourceRepository", "WriteError", "as_utc", "atomical
 T = TypeVar("T")
 
 WRITE_ATTEMPTS: Final = 3
-"""Tries for a write that hit a deadlock, a serialization failure or a link broken before it was sent; for a read."""
+"""Tries for a write that hit a deadlock, a serialization failure or a link broken before it was sent."""
 
 _TEXT_TYPES = frozenset({"string", "enum", "json", "list"})
 
@@ -471,21 +471,11 @@ class ResourceRepository:
         return NotFoundError(f"{self.entity.singular} {row_id} not found.", resource=self.name, id=str(row_id))
 
     async def _reading(self, run: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run reads on one connection; database failures leave as domain errors.
-
-        A read whose connection turned out broken (the database restarted or ended the session since it was pooled)
-        runs again on a new connection, up to ``WRITE_ATTEMPTS`` times in all: reads are safe to repeat, the first
-        request after a recovery should not fail, and a sweep of terminated sessions can catch the new connection too.
-        """
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                async with self.db.reading() as conn:
-                    return await run(conn)
-            except Exception as exc:
-                if attempt < WRITE_ATTEMPTS and connection_broken(exc):
-                    continue
-                raise self._translate(exc) from exc
-        raise AssertionError  # pragma: no cover (the loop always returns or raises)
+        """Run reads on one connection (again on a new one if it turns out broken); failures as domain errors."""
+        try:
+            return await read_retrying(self.db, run)
+        except Exception as exc:
+            raise self._translate(exc) from exc
 
     async def _diagnose(self, violation: Violation, values: Row, row_id: UUID | None, *, deleting: bool) -> Exception:
         catalog = self.catalog

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import shutil
@@ -22,10 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "resources.yaml"
 FLUX_DAO = Path(sys.executable).parent / "flux-dao"
 COMMANDS = ["serve", "migrate", "makemigrations", "check", "explain", "openapi", "migrations"]
-HEAD = "f3905fd2dbca"
-PREVIOUS = "bf8d449ad1fe"
-MIDDLE = "824be8037c25"
-FIRST = "c9f00535a8ea"
+HEAD = "9ed2342ab7b3"
+PREVIOUS = "f3905fd2dbca"
+EARLIER = ("bf8d449ad1fe", "824be8037c25", "c9f00535a8ea")
 
 GOOD_PREFIX = """\
 version: 1
@@ -400,7 +400,8 @@ def test_after_makemigrations_and_migrate_check_and_serve_accept_the_new_field(t
 def test_serve_refuses_a_database_changed_outside_the_migrations(tmp_path: Path) -> None:
     env = sqlite_env(tmp_path)
     assert run("--manifest", str(MANIFEST), "migrate", env=env).exit_code == 0
-    run_sql(env["DATABASE_URL"], "ALTER TABLE tasks DROP COLUMN recurrence_rule")
+    # a rename, not a drop: SQLite refuses to drop a column the change-feed triggers copy (they follow a rename)
+    run_sql(env["DATABASE_URL"], "ALTER TABLE tasks RENAME COLUMN recurrence_rule TO rrule")
     result = run("--manifest", str(MANIFEST), "serve", env=env)
     assert_refused(result, "tasks.recurrence_rule is in the manifest but not in the database")
 
@@ -423,6 +424,11 @@ def test_migrate_with_a_manifest_ahead_of_its_migrations_names_what_the_database
     assert f"database upgraded from base to {HEAD}" in result.stdout
 
 
+def _change_triggers(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+
+
 def test_migrations_current_history_and_downgrade(tmp_path: Path) -> None:
     env = sqlite_env(tmp_path)
 
@@ -436,13 +442,16 @@ def test_migrations_current_history_and_downgrade(tmp_path: Path) -> None:
     cli("migrate")
     assert cli("migrations", "current").stdout.strip() == f"{HEAD} (head)"
     history = cli("migrations", "history").stdout.splitlines()
-    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS, MIDDLE, FIRST]
+    assert [line.split()[0] for line in history] == [HEAD, PREVIOUS, *EARLIER]
     assert history[0].endswith("(head, current)")
-    assert "the six flux resources" in history[3]
+    assert "the six flux resources" in history[4]
     assert "current" not in history[1]
+
+    assert len(_change_triggers(tmp_path / "cli.db")) == 18  # insert, update, delete on each of the six
 
     moved = cli("migrations", "downgrade", PREVIOUS, "--yes")
     assert moved.stdout.strip() == f"database downgraded from {HEAD} to {PREVIOUS}"
+    assert _change_triggers(tmp_path / "cli.db") == []  # no change log, no triggers writing into it
     current = cli("migrations", "current").stdout
     assert current.startswith(f"{PREVIOUS} (not the head {HEAD}")
     assert cli("migrations", "history").stdout.splitlines()[1].endswith("(current)")

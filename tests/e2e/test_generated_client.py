@@ -6,7 +6,8 @@ is a part of the document it could not turn into typed code), imports it from th
 scenario against a real ``flux-dao serve`` on SQLite: the probes (their own ``operations`` module); a user, a JSON
 profile passed from one user's read into another's update (one ``JsonObject`` model, no per-field helper models); a
 goal, tasks; tasks by time range; task statistics; a bulk status update; a conditional update (``if_match``) and
-its stale repeat refused 412 with the current version; a goal and its task in one batch; a 404 and a 422 that come
+its stale repeat refused 412 with the current version; a goal and its task in one batch, then read back from the
+change feed; a 404 and a 422 that come
 back as the generated ``Problem`` model, fields and all. A second scenario asks the query language through the generated
 functions: ``status__in`` with the generated enum, a ``scheduled_at`` window, ``sort``, ``limit``, the walk along
 ``next_cursor`` to the last page, ``include`` read as typed attributes (``task.goal.title``), and an embed filter.
@@ -94,6 +95,7 @@ def test_generated_client_runs_a_planner_scenario(client_package: str, base_url:
     health, ready = load(client_package, "api.operations.health", "api.operations.ready")
     (create_goal,) = load(client_package, "api.goals.create_goal")
     get_task, run_batch = load(client_package, "api.tasks.get_task", "api.batch.batch")
+    (read_changes,) = load(client_package, "api.changes.read_changes")
     create_task, list_tasks, by_timerange, statistics, bulk_update, update_task = load(
         client_package,
         "api.tasks.create_task",
@@ -231,6 +233,22 @@ def test_generated_client_runs_a_planner_scenario(client_package: str, base_url:
         assert isinstance(goal_row, models.JsonObject)
         assert isinstance(task_row, models.JsonObject)
         assert task_row["goal_id"] == goal_row["id"]
+
+        # the observer follows the feed: the batch's goal and task are its newest goal and task changes
+        feed = read_changes.sync(client=client, resources="goals,tasks", limit=1000)
+        assert isinstance(feed, models.ChangesPage), feed
+        assert all(isinstance(change.op, models.ChangeOp) for change in feed.items)
+        assert all(isinstance(change.committed_at, dt.datetime) for change in feed.items)
+        newest = feed.items[-2:]
+        assert [(c.resource, c.op, c.id) for c in newest] == [
+            ("goals", models.ChangeOp.INSERT, goal_row["id"]),
+            ("tasks", models.ChangeOp.INSERT, task_row["id"]),
+        ]
+        assert newest[1].row["goal_id"] == goal_row["id"]
+        assert [c.position for c in feed.items] == sorted({c.position for c in feed.items})
+        caught_up = read_changes.sync(client=client, after=str(feed.next_), resources="goals,tasks")
+        assert isinstance(caught_up, models.ChangesPage)
+        assert (caught_up.items, caught_up.next_) == ([], feed.next_)
 
         # errors come back typed: the generated Problem model, its fields readable
         nobody = uuid.uuid4()

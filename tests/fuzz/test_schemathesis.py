@@ -36,6 +36,9 @@ Deliberate choices that schemathesis would otherwise report (settings in ``tests
   state, so a schema-valid batch may rightly be refused with 422 naming the operation (``tests/e2e/test_batch.py``).
 - Unknown query parameters and repeated single-valued ones are a 422 naming them (issue #8); schemathesis sends
   only the parameters the document declares, so nothing needed turning off for them.
+- The change feed's long poll gets ``wait=0`` (a wait of up to 30 s per case would spend the budget waiting), and
+  its Server-Sent Events stream is left out: an endless response cannot be read to the end that the checks need.
+  ``tests/e2e/test_changes.py`` covers both.
 - Query parameters are converted leniently by design (``?limit=5`` is the integer 5: a query string has no other
   way to carry one); JSON bodies are strict (``"5"`` for an integer field is a 422), see
   ``flux_dao/http/bodies.py``.
@@ -72,10 +75,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-def _operation_count(base: str) -> int:
+ENDLESS: frozenset[str] = frozenset({"/api/v1/changes/stream"})
+"""Operations whose response never ends (Server-Sent Events): left out of the run in schemathesis.toml."""
+
+
+def _operation_count(base: str) -> tuple[int, int]:
+    """The operations of the document: all of them, and those that end (what schemathesis tests)."""
     document = httpx.get(f"{base}/schema/openapi.json", timeout=10).json()
     methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-    return sum(1 for item in document["paths"].values() for method in item if method in methods)
+    paths = [path for path, item in document["paths"].items() for method in item if method in methods]
+    return len(paths), sum(1 for path in paths if path not in ENDLESS)
 
 
 def _run_schemathesis(base: str, workdir: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -121,7 +130,7 @@ def _explain(result: subprocess.CompletedProcess[str], server_log: str) -> str:
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 def test_every_operation_survives_schemathesis(database_url: str, tmp_path: Path) -> None:
     with live_server(database_url, tmp_path, env={"SERVICE_API_KEYS": KEY}) as server:
-        operations = _operation_count(server.base)
+        documented, operations = _operation_count(server.base)
         result, report = _run_schemathesis(server.base, tmp_path)
         exit_code = server.stop()
         explanation = _explain(result, server.output)
@@ -129,7 +138,7 @@ def test_every_operation_survives_schemathesis(database_url: str, tmp_path: Path
     assert report["failures"] == [], explanation
     assert report["errors"] == [], explanation
     assert result.returncode == 0, explanation
-    assert report["operations"]["total"] == operations, explanation
+    assert report["operations"]["total"] == documented, explanation
     assert report["operations"]["tested"] == operations, explanation
     for phase in PHASES:
         assert report["phases"][phase]["status"] == "success", f"{phase}: {report['phases'][phase]}\n{explanation}"

@@ -11,6 +11,7 @@ import functools
 import http
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,7 +21,27 @@ from uvicorn.server import ServerState
 from flux_dao.config import Settings
 from flux_dao.http.problems import PROBLEM_MEDIA_TYPE, problem_body
 
-__all__ = ("HeadGuard", "HeadLimits", "HeadMeter", "HeadRefusedError", "head_limits", "problem_bytes")
+__all__ = (
+    "HeadGuard",
+    "HeadLimits",
+    "HeadMeter",
+    "HeadRefusedError",
+    "head_limits",
+    "on_draining",
+    "problem_bytes",
+)
+
+_DRAINING: list[Callable[[], None]] = []
+
+
+def on_draining(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when this process's server starts its graceful shutdown (before the grace period runs).
+
+    Answers that would otherwise run on to the end of the grace period (a change stream, a long poll) end at once,
+    so a rolling restart is not held up by them.
+    """
+    _DRAINING.append(callback)
+
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +225,12 @@ class HeadGuard(asyncio.Protocol):
                 self._start_head_clock()  # from its first bytes, which arrived now; a head read whole needs none
 
     def shutdown(self) -> None:
-        """Server shutdown: a refused connection just closes (h11 would refuse to record a close mid-request)."""
+        """Server shutdown: the app hears of it first (``on_draining``).
+
+        A refused connection just closes (h11 would refuse to record a close mid-request).
+        """
+        while _DRAINING:
+            _DRAINING.pop()()
         if self._linger is not None:
             self.transport.close()
             return

@@ -1,0 +1,74 @@
+"""The change feed's statements, built once per database kind over the change-log tables.
+
+Every statement takes named parameters only, so each is compiled once and cached like the repository's.
+"""
+
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from flux_dao.schema.system import CHANGES_PURGED_TABLE, CHANGES_TABLE
+
+__all__ = ("ChangeStatements",)
+
+_PURGE_ROW: Final = 1
+"""The one row of the purge mark."""
+
+
+class ChangeStatements:
+    """Reading a page after a position, the feed's head, and purging old changes."""
+
+    def __init__(self, metadata: sa.MetaData, *, postgres: bool) -> None:
+        changes = metadata.tables[CHANGES_TABLE]
+        purged = metadata.tables[CHANGES_PURGED_TABLE]
+        c = changes.c
+        row = sa.cast(c.row, sa.Text) if postgres else c.row  # PostgreSQL: the text, decoded straight into structs
+        if postgres:
+            listed = c.resource == sa.any_(sa.bindparam("resources", type_=postgresql.ARRAY(sa.String())))
+        else:
+            listed = c.resource.in_(sa.bindparam("resources", expanding=True, type_=sa.String()))
+        self.page = (
+            sa.select(c.position, c.resource, c.op, c.row_id, c.committed_at, row)
+            .where(c.position > sa.bindparam("after"), c.position <= sa.bindparam("upto"), listed)
+            .order_by(c.position)
+            .limit(sa.bindparam("limit"))
+        )
+        """Changes of ``resources`` with positions in (``after``, ``upto``], oldest first, at most ``limit``."""
+        self.purged_through = sa.select(purged.c.through).where(purged.c.id == _PURGE_ROW)
+        """The newest position purged (no row: nothing was)."""
+        self.oldest = sa.select(sa.func.min(c.position))
+        """The oldest position kept (NULL when none is)."""
+        if postgres:
+            self.high = sa.text(
+                f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {CHANGES_TABLE}_position_seq"  # noqa: S608 (a constant name)
+            )
+            """The last position handed to a writer, committed or not (sequences are outside transactions)."""
+            self.snapshot: sa.TextClause | None = sa.text(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_current_xact_id()::text"
+            )
+            """The oldest transaction still running, then a transaction id of the reader's own (``xid8`` as text).
+
+            Run after ``high``: the id is newer than every one handed out before ``high`` was read. (A snapshot's
+            ``xmax`` is not: it is the newest *ended* transaction's id plus one, and a running transaction that
+            took a newer id appears neither in it nor in ``xmin``.)"""
+            self.running: sa.TextClause | None = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            """The oldest transaction still running (``xid8`` as text)."""
+        else:
+            self.high = sa.text(
+                f"SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = '{CHANGES_TABLE}'"  # noqa: S608 (a constant)
+            )
+            """The last position written: SQLite has one writer at a time, so every one below it is committed."""
+            self.snapshot = self.running = None
+        self.purge_upto = sa.select(sa.func.max(c.position)).where(
+            c.committed_at < sa.bindparam("cutoff"), c.position <= sa.bindparam("upto")
+        )
+        """The newest position older than ``cutoff`` and settled (at most ``upto``): what a purge removes up to."""
+        self.purge = sa.delete(changes).where(c.position <= sa.bindparam("through"))
+        insert = (postgresql.insert if postgres else sqlite.insert)(purged).values(
+            id=_PURGE_ROW, through=sa.bindparam("through")
+        )
+        greatest = sa.func.greatest if postgres else sa.func.max  # SQLite's two-argument max() is the greater value
+        self.mark_purged = insert.on_conflict_do_update(
+            index_elements=[purged.c.id], set_={"through": greatest(purged.c.through, insert.excluded.through)}
+        )
