@@ -121,8 +121,13 @@ class _Feed:
         return f"^({one})(,({one}))*$"
 
     def operation(self, base: type[FluxOperation]) -> type[FluxOperation]:
-        """``base`` documenting the patterns Litestar checks ``after`` and ``resources`` against."""
-        return with_patterns(base, {"after": _POSITION_PATTERN, "resources": self.resources_pattern()})
+        """``base`` documenting the patterns ``after``, ``resources`` and ``Last-Event-ID`` are checked against."""
+        patterns = {
+            "after": _POSITION_PATTERN,
+            "resources": self.resources_pattern(),
+            "Last-Event-ID": r"^[0-9]{1,19}$",
+        }
+        return with_patterns(base, patterns)
 
     def followed(self, request: Request[Any, Any, Any], raw: str | None) -> frozenset[str]:
         """The resources asked for (default: every recorded one the key may read), each checked against the key."""
@@ -173,7 +178,7 @@ def _page_handler(feed: _Feed) -> HTTPRouteHandler:
 
     async def read_changes(
         request: Request[Any, Any, Any],
-        after: Annotated[str | None, _after("just the head as `next`")] = None,
+        after: Annotated[str | None, _after("just the head as `next` (with `wait`: the changes from now on)")] = None,
         resources: Annotated[str | None, feed.resources_parameter()] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="At most this many changes.")] = 500,
         wait: Annotated[
@@ -182,9 +187,9 @@ def _page_handler(feed: _Feed) -> HTTPRouteHandler:
         ] = 0,
     ) -> Response[ChangesPage]:
         names = feed.followed(request, resources)
-        if parse_position(after, "after") == _NOW:
-            return _json(_Page([], await log.settled_head()))
         start = await feed.start(after, "after")
+        if parse_position(after, "after") == _NOW and not wait:
+            return _json(_Page([], start))
         page = await log.page(start, await log.settled_head(), names, limit)
         deadline = time.monotonic() + wait
         while not page.items and not log.closing and (left := deadline - time.monotonic()) > 0:
@@ -225,7 +230,8 @@ def _stream_handler(feed: _Feed) -> HTTPRouteHandler:
         ] = None,
         resources: Annotated[str | None, feed.resources_parameter()] = None,
         last_event_id: Annotated[
-            str | None, HeaderParameter(name="Last-Event-ID", description="The `id` of the last event received.")
+            str | None,
+            HeaderParameter(name="Last-Event-ID", description="The `id` of the last event received."),
         ] = None,
     ) -> Stream:
         names = feed.followed(request, resources)

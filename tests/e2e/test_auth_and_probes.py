@@ -241,6 +241,8 @@ def test_a_column_dropped_by_sql_is_reported_by_ready_within_the_recheck_interva
     upgrade(settings)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         assert c.get("/ready").status_code == 200
+        if fresh_url.startswith("sqlite"):  # SQLite refuses to drop a column a trigger names: the feed's go first
+            run_sql(fresh_url, *(f"DROP TRIGGER flux_dao_changes_tasks_{op}" for op in ("insert", "update", "delete")))
         run_sql(fresh_url, "ALTER TABLE tasks DROP COLUMN recurrence_rule")
         deadline = time.monotonic() + 10
         while (response := c.get("/ready")).status_code == 200 and time.monotonic() < deadline:
