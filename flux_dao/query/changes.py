@@ -60,10 +60,19 @@ class ChangeStatements:
             )
             """The last position written: SQLite has one writer at a time, so every one below it is committed."""
             self.snapshot = self.running = None
-        self.purge_upto = sa.select(sa.func.max(c.position)).where(
-            c.committed_at < sa.bindparam("cutoff"), c.position <= sa.bindparam("upto")
+        oldest = (
+            sa.select(c.position, c.committed_at)
+            .where(c.position <= sa.bindparam("upto"))
+            .order_by(c.position)
+            .limit(sa.bindparam("batch"))
+            .subquery()
         )
-        """The newest position older than ``cutoff`` and settled (at most ``upto``): what a purge removes up to."""
+        self.purge_upto = sa.select(sa.func.max(oldest.c.position)).where(
+            oldest.c.committed_at < sa.bindparam("cutoff")
+        )
+        """Among the ``batch`` oldest settled changes (at most ``upto``), the newest older than ``cutoff``: what one
+        round of a purge removes up to. The oldest by position, read along the primary key: the change log keeps no
+        index on ``committed_at`` (its writers would pay for it), and positions follow time closely."""
         self.purge = sa.delete(changes).where(c.position <= sa.bindparam("through"))
         insert = (postgresql.insert if postgres else sqlite.insert)(purged).values(
             id=_PURGE_ROW, through=sa.bindparam("through")

@@ -11,8 +11,9 @@ commits at once): that id is newer than the id of every transaction that could h
 since a write takes its transaction id before its position. Once a later look's snapshot shows the oldest
 transaction still running (``pg_snapshot_xmin``) past that id, all of those have committed or rolled back, and the
 head moves to the position read. (A snapshot's ``xmax`` is no such bound: it is the newest *ended* transaction's id
-plus one, and a running transaction with a newer id is in neither it nor ``xmin``.) A look costs two statements and
-one transaction id. A transaction left open anywhere on the cluster holds the head back (the feed waits, it never
+plus one, and a running transaction with a newer id is in neither it nor ``xmin``.) A look where nothing new was
+handed out costs one statement; otherwise three and a transaction id (the third sees whether the new positions
+have settled already). A transaction left open anywhere on the cluster holds the head back (the feed waits, it never
 skips).
 
 **Retention.** Changes older than the retention are deleted from the oldest up, and the newest position deleted is
@@ -53,6 +54,8 @@ _SETTLE: Final = 0.25
 _MAX_PENDING: Final = 256
 _IDLE: Final = 5.0
 """Seconds the head watcher keeps looking after its last waiter left."""
+PURGE_BATCH: Final = 10_000
+"""Changes one purge transaction deletes at most (a short lock on SQLite, a bounded transaction on PostgreSQL)."""
 PURGE_EVERY: Final = 60.0
 """Seconds between two purges of each worker (each deletes what has aged out since; running together is harmless)."""
 _SQLITE: Final = sqlite.dialect()
@@ -170,6 +173,7 @@ class ChangeLog:
         self._lock = asyncio.Lock()
         self._news = asyncio.Event()
         self._waiters = 0
+        self._reading: dict[tuple[int, int, frozenset[str], int], asyncio.Future[ChangePage]] = {}
         self.closing = False
         """Set when the server begins to shut down: waits end at once, streams close."""
         self._watcher: asyncio.Task[None] | None = None
@@ -203,7 +207,9 @@ class ChangeLog:
                     if row is None:  # pragma: no cover (the statement always answers one row)
                         detail = "The database did not report its snapshot."
                         raise DatabaseUnavailableError(detail)
-                    return marks.saw(high, int(row[0]), int(row[1]) + 1)
+                    marks.saw(high, int(row[0]), int(row[1]) + 1)
+                    # the writes in flight usually end within that round trip: see at once rather than a tick later
+                    return marks.saw(high, int(await conn.scalar(s.running, {})), None)
                 if marks.waiting:  # nothing new handed out: only see whether the marks have settled
                     return marks.saw(high, int(await conn.scalar(s.running, {})), None)
                 return marks.head
@@ -300,14 +306,29 @@ class ChangeLog:
         """Changes of ``resources`` after ``after`` up to the head ``upto``, oldest first, at most ``limit``.
 
         ``next`` is the last change's position when the page is full, else ``upto``: every position up to the head
-        is settled, so one read found all there are of these resources.
+        is settled, so one read found all there are of these resources. Readers asking for the same page at the
+        same time (streams woken by the same change) share one read.
 
         Raises:
             ChangesExpiredError: changes after ``after`` were purged (checked after the read, so a purge running
                 alongside cannot leave a silent gap).
         """
+        key = (after, upto, resources & self.resources, limit)
+        shared = self._reading.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._page(*key))
+            self._reading[key] = shared
+            shared.add_done_callback(lambda done: self._read_done(key, done))
+        return await asyncio.shield(shared)  # one reader leaving (a stream closed) does not cancel the others' read
+
+    def _read_done(self, key: tuple[int, int, frozenset[str], int], done: "asyncio.Future[ChangePage]") -> None:
+        self._reading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every reader may have left before it ended
+
+    async def _page(self, after: int, upto: int, resources: frozenset[str], limit: int) -> ChangePage:
         s = self._s
-        names = sorted(resources & self.resources)
+        names = sorted(resources)
 
         async def run(conn: Connection) -> tuple[Sequence[Sequence[Any]], int]:
             rows: Sequence[Sequence[Any]] = []
@@ -338,18 +359,27 @@ class ChangeLog:
         return ChangePage(items, items[-1].position if full else max(after, upto))
 
     async def purge(self) -> int:
-        """Delete the changes older than the retention (settled ones only); returns how many went."""
+        """Delete the changes older than the retention (settled ones only); returns how many went.
+
+        Oldest first, in rounds of at most ``PURGE_BATCH`` changes, each its own transaction.
+        """
         s = self._s
         upto = await self.settled_head()
         cutoff = utcnow() - self.retention
 
         async def run(conn: Connection) -> int:
-            through = await conn.scalar(s.purge_upto, {"cutoff": cutoff, "upto": upto})
+            params = {"cutoff": cutoff, "upto": upto, "batch": PURGE_BATCH}
+            through = await conn.scalar(s.purge_upto, params)
             if through is None:
                 return 0
             deleted = await conn.rowcount(s.purge, {"through": through})
             await conn.rowcount(s.mark_purged, {"through": through})
             return deleted
 
-        async with self.db.transaction() as conn:
-            return int(await run(conn))
+        total = 0
+        while True:
+            async with self.db.transaction() as conn:
+                deleted = int(await run(conn))
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total

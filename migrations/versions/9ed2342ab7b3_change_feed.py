@@ -35,7 +35,6 @@ def upgrade() -> None:
     sqlite_autoincrement=True
     )
     with op.batch_alter_table('flux_dao_changes', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_flux_dao_changes_committed_at'), ['committed_at'], unique=False)
         batch_op.create_index('ix_flux_dao_changes_resource_position', ['resource', 'position'], unique=False)
 
     op.create_table('flux_dao_changes_purged',
@@ -53,7 +52,6 @@ def downgrade() -> None:
     op.drop_table('flux_dao_changes_purged')
     with op.batch_alter_table('flux_dao_changes', schema=None) as batch_op:
         batch_op.drop_index('ix_flux_dao_changes_resource_position')
-        batch_op.drop_index(batch_op.f('ix_flux_dao_changes_committed_at'))
 
     op.drop_table('flux_dao_changes')
     # ### end Alembic commands ###

@@ -29,6 +29,7 @@ from litestar.testing import TestClient
 from flux_dao.config import Settings
 from flux_dao.http.app import create_app
 from flux_dao.http.plugin import FluxDaoPlugin
+from flux_dao.store import changes as changes_store
 from flux_dao.store.migrations import upgrade
 from tests import factories
 from tests.conftest import API_KEY, KEY_HEADER, fresh_database, make_settings, run_sql, sql_uuid
@@ -848,6 +849,20 @@ def test_changes_past_the_retention_are_purged_and_an_older_after_is_410(expirin
     assert read(app, after=old[-1]["position"])["items"] == young
     assert read(app, after="now")["next"] == young[-1]["position"]
     assert get(app, "users", user["id"]) == patched  # the purge removes changes, never rows
+
+
+def test_a_purge_deletes_in_rounds_of_its_batch_until_none_is_old(expiring, monkeypatch):
+    monkeypatch.setattr(changes_store, "PURGE_BATCH", 3)  # ten changes: rounds of 3, 3, 3 and 1
+    app = expiring
+    user = factories.user(app)
+    for n in range(8):
+        factories.task(app, user["id"], title=f"round {n}")
+    old = _through_marker(app, 0)
+    assert len(old) == 10
+    time.sleep(1.3)
+    assert purge(app) == 10
+    assert read(app) == {"items": [], "next": old[-1]["position"]}
+    assert_problem(app.get(CHANGES, params={"after": old[-2]["position"]}), 410, "changes-expired")
 
 
 def test_after_everything_is_purged_reading_from_the_oldest_is_empty(expiring):
