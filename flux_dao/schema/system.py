@@ -7,7 +7,6 @@ from typing import Final
 
 import sqlalchemy as sa
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy.dialects import postgresql
 
 from flux_dao.manifest.names import SYSTEM_PREFIX
 
@@ -19,7 +18,9 @@ CHANGES_PURGED_TABLE: Final = f"{SYSTEM_PREFIX}changes_purged"
 
 _POSITION: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """A 64-bit position; on SQLite the INTEGER PRIMARY KEY that AUTOINCREMENT needs (never reuses a purged one)."""
-_ROW: Final = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+_ROW: Final = sa.JSON()
+"""JSON text on both (PostgreSQL's ``json``, not ``jsonb``): the feed prints rows as they were made, never queries
+them."""
 
 
 def add_system_tables(metadata: sa.MetaData) -> None:

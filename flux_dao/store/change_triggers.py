@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 from flux_dao.schema.change_triggers import (
     OPS,
     POSTGRES_FUNCTION,
+    POSTGRES_TRIGGER,
     postgres_function_sql,
-    postgres_trigger_name,
     postgres_trigger_sql,
     recorded_tables,
     sqlite_columns,
@@ -62,7 +62,7 @@ def _sync_postgres(connection: Connection, tables: list[sa.Table]) -> None:
         ),
         {"name": POSTGRES_FUNCTION},
     ).first()
-    wanted = (body.split("$flux$")[1], ["TimeZone=UTC"])
+    wanted = (body.split("$flux$")[1], None)
     if tables and (current is None or tuple(current) != wanted):
         connection.exec_driver_sql(body)
     rows = connection.execute(
@@ -74,12 +74,11 @@ def _sync_postgres(connection: Connection, tables: list[sa.Table]) -> None:
         {"pattern": _PREFIX_PATTERN},
     ).all()
     have = {(table, name) for table, name in rows}
-    want = {(table.name, postgres_trigger_name(op)): op for table in tables for op in OPS}
-    for table, name in sorted(have - set(want)):
+    want = {(table.name, POSTGRES_TRIGGER) for table in tables}
+    for table, name in sorted(have - want):
         connection.exec_driver_sql(f'DROP TRIGGER {name} ON "{table}"')
-    for (table, name), op in want.items():
-        if (table, name) not in have:
-            connection.exec_driver_sql(postgres_trigger_sql(table, op))
+    for table, _ in sorted(want - have):
+        connection.exec_driver_sql(postgres_trigger_sql(table))
     if not tables and current is not None:
         connection.exec_driver_sql(f"DROP FUNCTION {POSTGRES_FUNCTION}()")
 

@@ -27,11 +27,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import msgspec
 import sqlalchemy as sa
+from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy.dialects import sqlite
 
 from flux_dao.errors import ChangesExpiredError, DatabaseUnavailableError
@@ -85,9 +86,23 @@ Decoder = Callable[[Any], msgspec.Struct]
 
 
 def _postgres_decoder(resource: Resource) -> Decoder:
-    """``to_jsonb``'s text straight into the Read struct (ISO timestamps, UUID strings: msgspec parses both)."""
+    """``to_json``'s text straight into the Read struct (ISO timestamps, UUID strings: msgspec parses both).
+
+    A row written by a session in another time zone (a tool's plain SQL) has its timestamps in that zone's offset:
+    they are the same instants, given in UTC as the API gives them.
+    """
     decoder: msgspec.json.Decoder[msgspec.Struct] = msgspec.json.Decoder(resource.schemas.read)
-    return decoder.decode
+    stamps = tuple(c.name for c in resource.table.columns if isinstance(c.type, sa.DateTime | DateTimeUTC))
+
+    def decode(text: str) -> msgspec.Struct:
+        row = decoder.decode(text)
+        for name in stamps:
+            value = getattr(row, name)
+            if value is not None and value.utcoffset():
+                setattr(row, name, value.astimezone(UTC))
+        return row
+
+    return decode
 
 
 def _sqlite_decoder(resource: Resource) -> Decoder:

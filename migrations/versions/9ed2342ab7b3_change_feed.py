@@ -14,7 +14,6 @@ import flux_dao.store.change_triggers
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Text
-from sqlalchemy.dialects import postgresql
 revision: str = '9ed2342ab7b3'
 down_revision: str | Sequence[str] | None = 'f3905fd2dbca'
 branch_labels: str | Sequence[str] | None = None
@@ -29,7 +28,7 @@ def upgrade() -> None:
     sa.Column('op', sa.String(length=6), nullable=False, comment='insert, update or delete'),
     sa.Column('row_id', sa.String(length=36), nullable=False),
     sa.Column('committed_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False, comment='when the writing transaction (PostgreSQL) or statement (SQLite) ran'),
-    sa.Column('row', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False, comment='the row after the change (a delete: before it)'),
+    sa.Column('row', sa.JSON(), nullable=False, comment='the row after the change (a delete: before it)'),
     sa.PrimaryKeyConstraint('position', name=op.f('pk_flux_dao_changes')),
     comment='The change feed: one row per inserted, updated or deleted resource row, written by triggers.',
     sqlite_autoincrement=True

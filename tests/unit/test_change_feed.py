@@ -134,7 +134,7 @@ def test_sqlite_trigger_columns_are_those_the_table_has() -> None:
     )
 
 
-def test_postgres_triggers_fire_once_per_statement_with_their_transition_table() -> None:
-    sql = postgres_trigger_sql("notification_log", "delete")
-    assert 'AFTER DELETE ON "notification_log" REFERENCING OLD TABLE AS flux_dao_old_rows FOR EACH STATEMENT' in sql
+def test_postgres_triggers_fire_for_each_row_of_every_write() -> None:
+    sql = postgres_trigger_sql("notification_log")
+    assert 'AFTER INSERT OR UPDATE OR DELETE ON "notification_log" FOR EACH ROW' in sql
     assert sql.endswith("EXECUTE FUNCTION flux_dao_record_changes('notification_log')")
