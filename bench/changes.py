@@ -8,7 +8,7 @@ python -m bench.changes --json figures.json  # also save the figures
 Everything runs on one flux-dao server (``bench.run.flux_server``, ``--workers``, default 1: the simplest setting,
 and the one where every SSE stream shares one event loop and one 10-connection pool, the hardest case for fan-out)
 over seeded data (``bench.seed``). The seed goes through the change triggers like any write (PostgreSQL's COPY fires
-the statement triggers, SQLite's inserts the row triggers): scale 1 leaves about 112k changes in the log (1,000
+the row triggers as SQLite's inserts do): scale 1 leaves about 112k changes in the log (1,000
 users, 10,000 goals, 100,000 tasks, about 1,000 notifications), the log the feed reads below.
 
 1. Trigger cost for writers: S3 (``POST /api/v1/tasks``) and S4 (``PATCH /api/v1/tasks/{id}`` a status) from

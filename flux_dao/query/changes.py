@@ -40,7 +40,7 @@ class ChangeStatements:
         self.oldest = sa.select(sa.func.min(c.position))
         """The oldest position kept (NULL when none is)."""
         if postgres:
-            self.high = sa.text(
+            self.high: sa.TextClause | sa.Select[tuple[int]] = sa.text(
                 f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {CHANGES_TABLE}_position_seq"  # noqa: S608 (a constant name)
             )
             """The last position handed to a writer, committed or not (sequences are outside transactions)."""
@@ -55,14 +55,13 @@ class ChangeStatements:
             self.running: sa.TextClause | None = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
             """The oldest transaction still running (``xid8`` as text)."""
         else:
-            self.high = sa.text(
-                f"SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = '{CHANGES_TABLE}'"  # noqa: S608 (a constant)
-            )
+            self.high = sa.select(sa.func.coalesce(sa.func.max(c.position), 0))
             """The last position written: SQLite has one writer at a time, so every one below it is committed."""
             self.snapshot = self.running = None
+        newest = sa.select(sa.func.max(c.position)).scalar_subquery()
         oldest = (
             sa.select(c.position, c.committed_at)
-            .where(c.position <= sa.bindparam("upto"))
+            .where(c.position <= sa.bindparam("upto"), c.position < newest)
             .order_by(c.position)
             .limit(sa.bindparam("batch"))
             .subquery()
@@ -70,9 +69,10 @@ class ChangeStatements:
         self.purge_upto = sa.select(sa.func.max(oldest.c.position)).where(
             oldest.c.committed_at < sa.bindparam("cutoff")
         )
-        """Among the ``batch`` oldest settled changes (at most ``upto``), the newest older than ``cutoff``: what one
-        round of a purge removes up to. The oldest by position, read along the primary key: the change log keeps no
-        index on ``committed_at`` (its writers would pay for it), and positions follow time closely."""
+        """Among the ``batch`` oldest settled changes (at most ``upto``, and never the newest of all: on SQLite the
+        next position follows it), the newest older than ``cutoff``: what one round of a purge removes up to. Read
+        by position along the primary key: the change log has no index on ``committed_at`` (its writers would pay
+        for it), and positions follow time closely."""
         self.purge = sa.delete(changes).where(c.position <= sa.bindparam("through"))
         insert = (postgresql.insert if postgres else sqlite.insert)(purged).values(
             id=_PURGE_ROW, through=sa.bindparam("through")

@@ -17,7 +17,9 @@ CHANGES_TABLE: Final = f"{SYSTEM_PREFIX}changes"
 CHANGES_PURGED_TABLE: Final = f"{SYSTEM_PREFIX}changes_purged"
 
 _POSITION: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-"""A 64-bit position; on SQLite the INTEGER PRIMARY KEY that AUTOINCREMENT needs (never reuses a purged one)."""
+"""A 64-bit position; on SQLite an INTEGER PRIMARY KEY, the rowid: one more than the largest, and the purge always
+keeps the newest change, so a position is never given twice. (Not AUTOINCREMENT: its bookkeeping row cost each
+write a third of what the change itself did.)"""
 _ROW: Final = sa.JSON()
 """JSON text on both (PostgreSQL's ``json``, not ``jsonb``): the feed prints rows as they were made, never queries
 them."""
@@ -54,9 +56,8 @@ def add_system_tables(metadata: sa.MetaData) -> None:
             comment="when the writing transaction (PostgreSQL) or statement (SQLite) ran",
         ),
         sa.Column("row", _ROW, nullable=False, comment="the row after the change (a delete: before it)"),
-        # no index on committed_at: every index is paid by every write; the purge reads the oldest positions instead
-        sa.Index(f"ix_{CHANGES_TABLE}_resource_position", "resource", "position"),
-        sqlite_autoincrement=True,
+        # no index besides the position: every index is paid by every write. Readers scan positions in order (each
+        # change once per reader that follows it), and the purge reads the oldest positions.
         comment="The change feed: one row per inserted, updated or deleted resource row, written by triggers.",
     )
     sa.Table(

@@ -830,9 +830,9 @@ def test_changes_past_the_retention_are_purged_and_an_older_after_is_410(expirin
     # without after: from the oldest change kept, which is the first this database ever had
     assert read(app) == {"items": old, "next": old[-1]["position"]}
     time.sleep(1.3)
-    assert purge(app) == 3  # the user's two changes and the marker, all older than a second
+    assert purge(app) == 2  # the user's two changes; the marker, the newest of all, is kept however old
     task = factories.task(app, user["id"])
-    assert purge(app) == 0  # the task's change is younger than the retention
+    assert purge(app) == 1  # now the marker goes; the task's change is younger than the retention
     young = _through_marker(app, old[-1]["position"])
     assert ops(young[:1]) == [("tasks", "insert", task["id"])]
 
@@ -852,7 +852,7 @@ def test_changes_past_the_retention_are_purged_and_an_older_after_is_410(expirin
 
 
 def test_a_purge_deletes_in_rounds_of_its_batch_until_none_is_old(expiring, monkeypatch):
-    monkeypatch.setattr(changes_store, "PURGE_BATCH", 3)  # ten changes: rounds of 3, 3, 3 and 1
+    monkeypatch.setattr(changes_store, "PURGE_BATCH", 3)  # nine of the ten changes: rounds of 3, 3, 3 and 0
     app = expiring
     user = factories.user(app)
     for n in range(8):
@@ -860,24 +860,26 @@ def test_a_purge_deletes_in_rounds_of_its_batch_until_none_is_old(expiring, monk
     old = _through_marker(app, 0)
     assert len(old) == 10
     time.sleep(1.3)
-    assert purge(app) == 10
-    assert read(app) == {"items": [], "next": old[-1]["position"]}
-    assert_problem(app.get(CHANGES, params={"after": old[-2]["position"]}), 410, "changes-expired")
+    assert purge(app) == 9  # all but the newest
+    assert read(app) == {"items": old[-1:], "next": old[-1]["position"]}
+    assert_problem(app.get(CHANGES, params={"after": old[-3]["position"]}), 410, "changes-expired")
+    assert read(app, after=old[-2]["position"])["items"] == old[-1:]  # the newest purged: where the kept go on
 
 
-def test_after_everything_is_purged_reading_from_the_oldest_is_empty(expiring):
+def test_the_newest_change_is_kept_however_old_so_positions_go_on_from_it(expiring):
     app = expiring
     user = factories.user(app)
     items = _through_marker(app, 0)
     assert len(items) == 2
     time.sleep(1.3)
-    assert purge(app) == 2
-    assert read(app) == {"items": [], "next": items[-1]["position"]}
+    assert purge(app) == 1  # the user's change; the marker, the newest, stays: the next position follows it
+    assert read(app) == {"items": items[1:], "next": items[-1]["position"]}
     problem = assert_problem(app.get(CHANGES, params={"after": 0}), 410, "changes-expired")
-    assert "oldest" not in problem, problem  # none is kept
+    assert problem["oldest"] == items[-1]["position"], problem
     task = factories.task(app, user["id"])
-    (item,) = read(app, wait=5)["items"]
+    (item,) = read(app, after=items[-1]["position"], wait=5)["items"]
     assert (item["op"], item["row"]) == ("insert", task)
+    assert item["position"] > items[-1]["position"]
 
 
 # --- changes: false --------------------------------------------------------------------------------------------------
@@ -1151,17 +1153,17 @@ def test_a_stream_after_a_purged_position_is_410(served):
     settings = make_settings(served.url, changes_retention=1.0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as purger:  # the server purges once a minute
         purger.headers[KEY_HEADER] = API_KEY
-        purge_through(purger, old[-1]["position"])  # everything so far: all of it older than a second
+        purge_through(purger, old[0]["position"])  # the user's change; the marker, the newest of all, is kept
     task = factories.task(http, user["id"])
     young = _through_marker(http, old[-1]["position"])
     assert [c["row"] for c in young[:1]] == [task]
-    for old_position in (old[0]["position"], old[-1]["position"] - 1):
+    for old_position in (start, old[0]["position"] - 1):
         problem = stream_problem(served, 410, "changes-expired", {"Last-Event-ID": str(old_position)})
-        assert problem["oldest"] == young[0]["position"], problem
+        assert problem["oldest"] == old[-1]["position"], problem
         problem = stream_problem(served, 410, "changes-expired", after=str(old_position))
-        assert problem["oldest"] == young[0]["position"], problem
-    with open_stream(served, {"Last-Event-ID": str(old[-1]["position"])}) as response:  # the newest purged: fine
-        assert Events(response).changes(2) == young
+        assert problem["oldest"] == old[-1]["position"], problem
+    with open_stream(served, {"Last-Event-ID": str(old[0]["position"])}) as response:  # the newest purged: fine
+        assert Events(response).changes(3) == [old[-1], *young]
 
 
 @pytest.mark.slow
