@@ -11,6 +11,7 @@ import functools
 import http
 import logging
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -31,16 +32,17 @@ __all__ = (
     "problem_bytes",
 )
 
-_DRAINING: list[Callable[[], None]] = []
+_DRAINING: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 
 def on_draining(callback: Callable[[], None]) -> None:
-    """Call ``callback`` when this process's server starts its graceful shutdown (before the grace period runs).
+    """Call ``callback`` when this process's server starts its graceful shutdown, before the grace period runs.
 
     Answers that would otherwise run on to the end of the grace period (a change stream, a long poll) end at once,
-    so a rolling restart is not held up by them.
+    so a rolling restart is not held up by them. ``callback`` is a bound method, held weakly: an app that is gone
+    (tests build many) is not kept alive by it.
     """
-    _DRAINING.append(callback)
+    _DRAINING.append(weakref.WeakMethod(callback))
 
 
 logger = logging.getLogger(__name__)
@@ -230,7 +232,8 @@ class HeadGuard(asyncio.Protocol):
         A refused connection just closes (h11 would refuse to record a close mid-request).
         """
         while _DRAINING:
-            _DRAINING.pop()()
+            if (callback := _DRAINING.pop()()) is not None:
+                callback()
         if self._linger is not None:
             self.transport.close()
             return
