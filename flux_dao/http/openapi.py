@@ -97,7 +97,7 @@ class FluxOperation(Operation):
     documented_body: ClassVar[RequestBody | None] = None
     """A body the handler reads itself, documented as Litestar would document a ``data`` parameter."""
     patterns: ClassVar[dict[str, str]] = {}
-    """Patterns of query parameters that Litestar checks but leaves out of the document, by name."""
+    """Patterns of parameters (query or header) that Litestar leaves out of the document, by name."""
     streamed: ClassVar[str | None] = None
     """The media type of a 200 whose body is a stream of text (Server-Sent Events), not JSON."""
 
@@ -130,7 +130,7 @@ class FluxOperation(Operation):
 
 
 def with_patterns(base: type[FluxOperation], patterns: dict[str, str]) -> type[FluxOperation]:
-    """``base`` documenting the ``pattern`` of each query parameter named in ``patterns``."""
+    """``base`` documenting the ``pattern`` of each parameter named in ``patterns``."""
     return type(base.__name__, (base,), {"patterns": {**base.patterns, **patterns}})
 
 
