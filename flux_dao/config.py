@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, TypeVar
@@ -28,6 +28,7 @@ __all__ = (
     "DatabaseSettings",
     "Exposure",
     "HttpParser",
+    "PreparedStatements",
     "Settings",
     "default_manifest_path",
     "env_setting",
@@ -258,6 +259,23 @@ class SqliteSync(StrEnum):
     """Every answered write survives a power loss too, at one fsync per write."""
 
 
+class PreparedStatements(StrEnum):
+    """Whether asyncpg keeps named prepared statements per connection (``DB_PREPARED_STATEMENTS``).
+
+    A transaction pooler (pgbouncer in ``transaction`` mode, before 1.21) hands each transaction to any server
+    connection, so a statement prepared on one is missing on the next. Without named statements asyncpg sends each
+    statement unnamed (parse and execute in one exchange), which any pooler passes through.
+    """
+
+    AUTO = "auto"
+    """Named statements, until the server shows a pooler is in between (a prepared statement missing or already
+    there, or a startup setting refused); then off for that worker, and the statement is sent again unnamed."""
+    ON = "on"
+    """Named statements, parsed once per connection (fastest; connect straight to PostgreSQL or a session pooler)."""
+    OFF = "off"
+    """Unnamed statements only, and only the startup settings a pooler tracks (behind a transaction pooler)."""
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     """How to reach the database."""
@@ -278,9 +296,45 @@ class DatabaseSettings:
     (env ``DB_STATEMENT_TIMEOUT``; 0 disables). On SQLite a statement running longer is interrupted (503) too."""
     sqlite_synchronous: SqliteSync = SqliteSync.NORMAL
     """SQLite only: ``normal`` or ``full`` (env ``DB_SQLITE_SYNCHRONOUS``); the durability trade is in the README."""
+    prepared_statements: PreparedStatements = PreparedStatements.AUTO
+    """PostgreSQL only: named prepared statements ``on``, ``off`` (behind pgbouncer's transaction mode) or ``auto``
+    (env ``DB_PREPARED_STATEMENTS``)."""
+    direct_url: str | None = None
+    """PostgreSQL reached without a pooler, for migrations (env ``DATABASE_DIRECT_URL``): their advisory lock is a
+    session's, which a transaction pooler does not keep. None: migrations use ``url``."""
+    read_url: str | None = None
+    """A streaming standby (usually through its own pooler) that plain reads go to (env ``DATABASE_READ_URL``).
+    None: every read goes to ``url``."""
+    read_wait: float = 1.0
+    """Seconds a read carrying a consistency token waits for the standby to replay that far before the primary
+    serves it instead (env ``FLUX_DAO_READ_WAIT``)."""
+    max_replica_lag: float = 5.0
+    """Seconds the standby may trail the primary and still serve reads without a token (env
+    ``FLUX_DAO_MAX_REPLICA_LAG``); further behind, or down, it is bypassed."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", normalize_database_url(self.url))
+        for name, extra in (("DATABASE_DIRECT_URL", self.direct_url), ("DATABASE_READ_URL", self.read_url)):
+            if extra is None:
+                continue
+            normalized = normalize_database_url(extra, name)
+            if make_url(normalized).get_backend_name() != "postgresql" or not self.is_postgres:
+                msg = f"{name} needs PostgreSQL, both in it and in DATABASE_URL"
+                raise ValueError(msg)
+            object.__setattr__(self, "direct_url" if name == "DATABASE_DIRECT_URL" else "read_url", normalized)
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether ``url`` is PostgreSQL."""
+        return make_url(self.url).get_backend_name() == "postgresql"
+
+    def for_migrations(self) -> "DatabaseSettings":
+        """These settings pointed at ``direct_url`` (when set): what migrations and their advisory lock use."""
+        return replace(self, url=self.direct_url) if self.direct_url else self
+
+    def for_standby(self) -> "DatabaseSettings | None":
+        """These settings pointed at the standby, or None without ``read_url``."""
+        return replace(self, url=self.read_url, direct_url=None, read_url=None) if self.read_url else None
 
     @property
     def display_url(self) -> str:
@@ -308,6 +362,11 @@ class DatabaseSettings:
             pool_recycle=_int(env, "DB_POOL_RECYCLE", cls.pool_recycle),
             statement_timeout=_float(env, "DB_STATEMENT_TIMEOUT", cls.statement_timeout),
             sqlite_synchronous=_choice(env, "DB_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous),
+            prepared_statements=_choice(env, "DB_PREPARED_STATEMENTS", cls.prepared_statements),
+            direct_url=_text(env, "DATABASE_DIRECT_URL"),
+            read_url=_text(env, "DATABASE_READ_URL"),
+            read_wait=_at_least_zero("FLUX_DAO_READ_WAIT", _float(env, "FLUX_DAO_READ_WAIT", cls.read_wait)),
+            max_replica_lag=_duration(env, "FLUX_DAO_MAX_REPLICA_LAG", cls.max_replica_lag),
         )
 
 

@@ -6,6 +6,7 @@ from litestar.config.cors import CORSConfig
 from flux_dao import __version__
 from flux_dao.config import Exposure, Settings
 from flux_dao.http.auth import SERVICE_KEY_HEADER, exposure_middleware
+from flux_dao.http.consistency import CONSISTENCY_HEADER, ConsistencyHeader
 from flux_dao.http.keys import build_keyring
 from flux_dao.http.openapi import docs_redirect, openapi_config
 from flux_dao.http.openapi_schemas import openapi_schema_plugins
@@ -25,8 +26,8 @@ def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
     return CORSConfig(
         allow_origins=list(origins),
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=[SERVICE_KEY_HEADER, "Content-Type", "X-Request-ID"],
-        expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        allow_headers=[SERVICE_KEY_HEADER, "Content-Type", "X-Request-ID", CONSISTENCY_HEADER],
+        expose_headers=["Location", "Retry-After", "X-Request-ID", CONSISTENCY_HEADER],
         max_age=600,
     )
 
@@ -52,5 +53,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,  # logging is flux_dao.logs' (flux-dao serve); Litestar's default would replace it
     )
     # outermost, around Litestar's whole handler: app-level middleware runs only for matched routes
+    if plugin.standby is not None:  # reads may go to a standby: tokens in, tokens out
+        app.asgi_handler = ConsistencyHeader(app.asgi_handler)
     app.asgi_handler = plugin.observability.wrap(app.asgi_handler)
     return app

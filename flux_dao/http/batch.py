@@ -30,7 +30,13 @@ from flux_dao.http.auth import KEY_STATE
 from flux_dao.http.bodies import STRICT_BODY_OPT, StrictBody, json_body, strict_body
 from flux_dao.http.idempotency import Idempotency
 from flux_dao.http.keys import ServiceKey, required_scope
-from flux_dao.http.openapi import IDEMPOTENCY_KEY, REPLAYED_HEADER_DOC, FluxOperation, with_headers
+from flux_dao.http.openapi import (
+    CONSISTENCY_HEADER_DOC,
+    IDEMPOTENCY_KEY,
+    REPLAYED_HEADER_DOC,
+    FluxOperation,
+    with_headers,
+)
 from flux_dao.http.preconditions import if_match
 from flux_dao.http.problems import field_errors, problem_responses
 from flux_dao.schema.resources import Resource
@@ -143,7 +149,7 @@ def batch_handler(
         "with `operation` holding its index. Each operation needs the write scope of its resource.",
         status_code=200,
         responses=problem_responses(401, 403, 404, 409, 412, 422, 428, 503),
-        response_headers=[REPLAYED_HEADER_DOC],
+        response_headers=[REPLAYED_HEADER_DOC, CONSISTENCY_HEADER_DOC],
         operation_class=with_headers(FluxOperation, IDEMPOTENCY_KEY),
         opt={STRICT_BODY_OPT: body, "resource": None},
         tags=["batch"],

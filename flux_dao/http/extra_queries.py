@@ -15,7 +15,7 @@ from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 
 from flux_dao.http.bodies import STRICT_BODY_OPT, json_body, strict_body
-from flux_dao.http.openapi import FluxOperation
+from flux_dao.http.openapi import CONSISTENCY_HEADER_DOC, CONSISTENCY_TOKEN, FluxOperation, with_headers
 from flux_dao.http.problems import problem_responses
 from flux_dao.http.query_docs import query_operation
 from flux_dao.http.request import OWN_QUERY_OPT, QueryParser, ReadContext, shaped
@@ -130,7 +130,7 @@ def _grouped_count(
         summary=query.description or f"{entity.name} counts by {query.group_by}",
         description=description,
         responses=problem_responses(401, 422, 503),
-        operation_class=FluxOperation,
+        operation_class=with_headers(FluxOperation, CONSISTENCY_TOKEN),
     )(handler)
 
 
@@ -162,6 +162,7 @@ def _bulk_update(resource: Resource, repo: ResourceRepository, name: str, query:
         f"transaction; unknown ids are ignored and duplicates count once. Nothing else changes.",
         status_code=200,
         responses=problem_responses(401, 422, 503),
+        response_headers=[CONSISTENCY_HEADER_DOC],
         operation_class=FluxOperation,
         opt={STRICT_BODY_OPT: strict},
     )(handler)

@@ -9,17 +9,22 @@ from flux_dao.http.schema_watch import SchemaWatch
 from flux_dao.store.db import Database
 from flux_dao.store.drift import drift_message
 from flux_dao.store.probes import migrated_revisions, no_answer
+from flux_dao.store.standby import Standby, StandbyStatus
 
 __all__ = ("HealthStatus", "health_handlers")
 
 
-class HealthStatus(msgspec.Struct):
-    """``{"status": "ok"}`` or ``{"status": "ready"}``."""
+class HealthStatus(msgspec.Struct, omit_defaults=True):
+    """``{"status": "ok"}`` or ``{"status": "ready"}`` (with the standby's state when reads may go to one)."""
 
     status: str
+    standby: StandbyStatus | None = None
+    """Only with ``DATABASE_READ_URL``: the standby never makes the service unready (the primary serves reads)."""
 
 
-def health_handlers(db: Database, expected_heads: frozenset[str] | None, watch: SchemaWatch) -> list[HTTPRouteHandler]:
+def health_handlers(
+    db: Database, expected_heads: frozenset[str] | None, watch: SchemaWatch, standby: Standby | None = None
+) -> list[HTTPRouteHandler]:
     """The two probe routes; ``expected_heads`` is None when the manifest has no migrations folder."""
 
     @get("/health", operation_id="health", tags=["operations"], summary="Liveness: the process is up.")
@@ -48,7 +53,7 @@ def health_handlers(db: Database, expected_heads: frozenset[str] | None, watch: 
         reason = _revision_problem(current, expected_heads)
         if reason is not None:
             return problem_response("not-ready", reason, headers={"Retry-After": "1"})
-        return Response(HealthStatus(status="ready"))
+        return Response(HealthStatus(status="ready", standby=standby.status() if standby is not None else None))
 
     return [health, ready]
 

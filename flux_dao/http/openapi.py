@@ -171,6 +171,18 @@ IDEMPOTENCY_KEY: Final = _header(
     r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$",
     255,
 )
+CONSISTENCY_TOKEN: Final = _header(
+    "X-Flux-Consistency",
+    "The `X-Flux-Consistency` a write answered: the read then reflects that write (and everything before it), "
+    "however far behind a standby is. Sent only when reads may go to a standby (DATABASE_READ_URL).",
+    r"^\s*[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}\s*$",
+)
+CONSISTENCY_HEADER_DOC: Final = ResponseHeader(
+    name="X-Flux-Consistency",
+    documentation_only=True,
+    description="Only when reads may go to a standby (DATABASE_READ_URL): the primary's WAL position after this "
+    "write; send it back on reads to read your own writes.",
+)
 REPLAYED_HEADER_DOC: Final = ResponseHeader(
     name="Idempotent-Replayed",
     documentation_only=True,

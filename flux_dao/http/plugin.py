@@ -2,8 +2,9 @@
 
 import gc
 from datetime import timedelta
+from typing import Any
 
-from litestar import Router
+from litestar import Request, Router
 from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 
@@ -11,6 +12,7 @@ from flux_dao.config import Settings
 from flux_dao.http.auth import api_access_middleware, exposure_middleware
 from flux_dao.http.batch import batch_handler
 from flux_dao.http.changes import changes_handlers
+from flux_dao.http.consistency import refuse_malformed_token
 from flux_dao.http.cursor import CursorSeal, cursor_secret_from_keys
 from flux_dao.http.handlers import build_router
 from flux_dao.http.health import health_handlers
@@ -30,6 +32,7 @@ from flux_dao.store import ResourceRepository
 from flux_dao.store.changes import ChangeLog
 from flux_dao.store.db import Database
 from flux_dao.store.idempotency import IdempotencyRecords
+from flux_dao.store.standby import Standby
 
 __all__ = ("FluxDaoPlugin",)
 
@@ -41,6 +44,12 @@ def _freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+async def _api_checks(request: Request[Any, Any, Any]) -> None:
+    """Every API request's own checks, once its key is accepted: the consistency token, then query and body."""
+    refuse_malformed_token(request)
+    await StrictRequestsPlugin.before_request(request)
 
 
 class FluxDaoPlugin(InitPlugin):
@@ -62,10 +71,12 @@ class FluxDaoPlugin(InitPlugin):
         self.observability = Observability(settings, db)
         self.schema_watch = SchemaWatch(settings, resources.metadata)
         catalog = resources.catalog
+        standby_settings = settings.database.for_standby()
+        self.standby = Standby(db, standby_settings) if standby_settings is not None else None
         self.repositories: dict[str, ResourceRepository] = {}
         for r in resources.items:  # each sees the others, for embeds
             self.repositories[r.entity.name] = ResourceRepository(
-                r.entity, r.schemas.read, catalog, db, self.repositories
+                r.entity, r.schemas.read, catalog, db, self.repositories, self.standby
             )
         self.idempotency = Idempotency(
             IdempotencyRecords(resources.metadata, db, timedelta(seconds=settings.idempotency_ttl)), db
@@ -91,10 +102,12 @@ class FluxDaoPlugin(InitPlugin):
             route_handlers=[*routers, batch, *changes_handlers(self.changes, self.resources.items)],
             middleware=[api_access_middleware(self.keyring, limiter)] if guarded else [],
             security=[{SECURITY_SCHEME: []}],
-            before_request=StrictRequestsPlugin.before_request,
+            before_request=_api_checks if self.standby is not None else StrictRequestsPlugin.before_request,
         )
         app_config.plugins.append(StrictRequestsPlugin())  # learns each route's declared input for before_request
-        app_config.route_handlers.extend([api, *health_handlers(self.db, self.expected_heads, self.schema_watch)])
+        app_config.route_handlers.extend(
+            [api, *health_handlers(self.db, self.expected_heads, self.schema_watch, self.standby)]
+        )
         app_config.route_handlers.extend(
             self.observability.route_handlers(exposure_middleware(settings.metrics, self.keyring))
         )
@@ -106,11 +119,19 @@ class FluxDaoPlugin(InitPlugin):
                 self.schema_watch.start,
                 self.idempotency.start,
                 self.changes.start,
+                *([self.standby.start] if self.standby is not None else []),
                 lambda: on_draining(self.changes.close),
                 _freeze_startup_objects,
             ]
         )
         app_config.on_shutdown.extend(
-            [self.changes.stop, self.idempotency.stop, self.schema_watch.stop, self.observability.stop, self.db.dispose]
+            [
+                *([self.standby.stop] if self.standby is not None else []),
+                self.changes.stop,
+                self.idempotency.stop,
+                self.schema_watch.stop,
+                self.observability.stop,
+                self.db.dispose,
+            ]
         )
         return app_config

@@ -9,7 +9,7 @@ from typing import Final
 
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Parameter, Reference, Schema
 
-from flux_dao.http.openapi import FluxOperation
+from flux_dao.http.openapi import CONSISTENCY_TOKEN, FluxOperation
 from flux_dao.http.query_tables import ResourceQuery
 from flux_dao.http.request import (
     DEFAULT_INCLUDE_LIMIT,
@@ -144,7 +144,8 @@ def parameters(parser: QueryParser) -> list[Parameter]:
 
 def query_operation(parser: QueryParser) -> type[FluxOperation]:
     """The operation class documenting the query parameters ``parser`` reads (its handler declares none of them)."""
-    return type("FluxQueryOperation", (FluxOperation,), {"extra_parameters": tuple(parameters(parser))})
+    extra = (*parameters(parser), CONSISTENCY_TOKEN)
+    return type("FluxQueryOperation", (FluxOperation,), {"extra_parameters": extra})
 
 
 def _names(names: Iterable[str]) -> str:

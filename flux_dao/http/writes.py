@@ -23,6 +23,7 @@ from flux_dao.http.bodies import STRICT_BODY_OPT, json_body, strict_body, strict
 from flux_dao.http.headers import RawHeaders
 from flux_dao.http.idempotency import Idempotency
 from flux_dao.http.openapi import (
+    CONSISTENCY_HEADER_DOC,
     ETAG_HEADER,
     IDEMPOTENCY_KEY,
     IF_MATCH,
@@ -158,7 +159,7 @@ def _create_handler(
                 else {}
             ),
         },
-        response_headers=[ETAG_HEADER, REPLAYED_HEADER_DOC],
+        response_headers=[ETAG_HEADER, REPLAYED_HEADER_DOC, CONSISTENCY_HEADER_DOC],
         operation_class=_IDEMPOTENT,
         opt={STRICT_BODY_OPT: body},
     )(create_row)
@@ -189,7 +190,7 @@ def _bulk_handler(resource: Resource, repo: ResourceRepository, idempotency: Ide
         "422 naming it by index (`[5].title`), and nothing is stored.",
         status_code=201,
         responses=problem_responses(401, 409, 422, 503),
-        response_headers=[REPLAYED_HEADER_DOC],
+        response_headers=[REPLAYED_HEADER_DOC, CONSISTENCY_HEADER_DOC],
         operation_class=with_request_body(_IDEMPOTENT, list_body(create, BULK_MAX_ROWS)),
         opt={STRICT_BODY_OPT: body},
     )(create_rows)
@@ -232,7 +233,7 @@ def _update_handler(resource: Resource, repo: ResourceRepository, idempotency: I
         + (" This resource requires If-Match (428 without it)." if entity.concurrency == "required" else "")
         + (f" Fixed at creation: {', '.join(sorted(immutable))}." if immutable else ""),
         responses=problem_responses(401, 404, 409, 412, 422, *_required(entity), 503),
-        response_headers=[ETAG_HEADER, REPLAYED_HEADER_DOC],
+        response_headers=[ETAG_HEADER, REPLAYED_HEADER_DOC, CONSISTENCY_HEADER_DOC],
         operation_class=_CONDITIONAL,
         opt={"immutable_fields": immutable, STRICT_BODY_OPT: strict},
     )(update_row)
@@ -267,5 +268,6 @@ def _delete_handler(resource: Resource, repo: ResourceRepository, idempotency: I
         + (" This resource requires If-Match (428 without it)." if entity.concurrency == "required" else ""),
         status_code=204,
         responses=problem_responses(401, 404, 409, 412, 422, *_required(entity), 503),
+        response_headers=[CONSISTENCY_HEADER_DOC],
         operation_class=_CONDITIONAL,
     )(delete_row)

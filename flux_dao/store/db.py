@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -34,9 +35,10 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from flux_dao.config import DatabaseSettings
+from flux_dao.config import DatabaseSettings, PreparedStatements
 from flux_dao.errors import DatabaseUnreachableError
 from flux_dao.store.codecs import json_text
+from flux_dao.store.consistency import CONSISTENCY, WRITTEN_POSITION
 from flux_dao.store.sqlite import SqliteConnection
 
 __all__ = (
@@ -57,6 +59,26 @@ READ_ATTEMPTS: Final = 3
 """Tries for reads whose connection turned out broken (a restart, a sweep of terminated sessions)."""
 
 _STATEMENT_CACHE_SIZE = 1024
+_POOLER_MISSES: Final = ("26000", "42P05")
+"""A named prepared statement missing, or already there: what a transaction pooler in between causes (the
+statement never ran, so it may be sent again)."""
+_REFUSED_STARTUP: Final = "unsupported startup parameter"
+"""How pgbouncer refuses a startup setting it does not track (``statement_timeout``)."""
+
+
+class _UniquelyNamedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg's connection, with prepared statement names unique to this process.
+
+    asyncpg numbers its statements per process, so two flux-dao processes behind one transaction pooler would both
+    name a statement ``__asyncpg_stmt_1__``, and one could run the other's statement on a shared server connection.
+    With a random tag per process, a statement the pooler's server connection does not have is only ever missing
+    (an error, after which ``DB_PREPARED_STATEMENTS=auto`` stops naming statements), never someone else's.
+    """
+
+    _tag: Final = secrets.token_hex(6)
+
+    def _get_unique_id(self, prefix: str) -> str:
+        return f"__flux_{self._tag}{super()._get_unique_id(prefix)[1:]}"
 
 
 class Connection(Protocol):
@@ -189,7 +211,7 @@ def connection_broken(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         return True
-    return getattr(exc, "sqlstate", None) in _SESSION_ENDED_SQLSTATES
+    return getattr(exc, "sqlstate", None) in (*_SESSION_ENDED_SQLSTATES, *_POOLER_MISSES)
 
 
 def statement_unsent(exc: BaseException) -> bool:
@@ -199,6 +221,8 @@ def statement_unsent(exc: BaseException) -> bool:
     mid-failure at that point never carried the statement.
     """
     message = str(exc)
+    if getattr(exc, "sqlstate", None) in _POOLER_MISSES:  # refused at parse or bind: it never ran
+        return True
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
         return message.startswith("cannot switch to state")
     return type(exc) is asyncpg.InterfaceError and message == "connection is closed"
@@ -257,10 +281,15 @@ async def connect_once(
     it instead of a traceback); a PostgreSQL server that does not answer fails after ``connect_timeout``.
     ``connect_args`` go to the driver on top of that.
     """
-    defaults = (
-        {"timeout": settings.connect_timeout} if make_url(settings.url).get_backend_name() == "postgresql" else {}
-    )
-    engine = create_async_engine(settings.url, poolclass=NullPool, connect_args=defaults | dict(connect_args or {}))
+    url, defaults = make_url(settings.url), dict[str, Any]()
+    if url.get_backend_name() == "postgresql":
+        # Safe behind a transaction pooler too: statement names no other process uses, and none kept for a later
+        # transaction (which the pooler may give another server connection); see ``PreparedStatements``.
+        defaults = {"timeout": settings.connect_timeout, "prepared_statement_name_func": _statement_name}
+        if settings.prepared_statements is not PreparedStatements.ON:
+            url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+            defaults["statement_cache_size"] = 0  # asyncpg's own (its type introspection)
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=defaults | dict(connect_args or {}))
     try:
         conn = await _connect(engine, settings)
         try:
@@ -269,6 +298,10 @@ async def connect_once(
             await conn.close()
     finally:
         await engine.dispose()
+
+
+def _statement_name() -> str:
+    return f"__flux_{secrets.token_hex(12)}__"
 
 
 async def _connect(engine: AsyncEngine, settings: DatabaseSettings) -> AsyncConnection:
@@ -297,33 +330,50 @@ class _PooledConnection:
     server to acknowledge the cancel; asyncpg closes the connection if it does not.
     """
 
-    __slots__ = ("_conn", "_db")
+    __slots__ = ("_conn", "_db", "_pool", "_writes")
 
-    def __init__(self, db: "Database") -> None:
+    def __init__(self, db: "Database", *, writes: bool = False) -> None:
         self._db = db
+        self._writes = writes
         self._conn: Any = None
+        self._pool: Any = None
 
     async def __aenter__(self) -> Connection:
-        self._conn = await self._db.acquire()
+        self._pool, self._conn = await self._db.acquire()
         return _AsyncpgConnection(self._conn, self._db._compiled, self._db._pg_dialect, self._db.statements)
 
     async def __aexit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         conn, self._conn = self._conn, None
         if isinstance(exc, StatementError):
             exc = exc.cause
+        if exc is None and self._writes:
+            await self._note_written(conn)
         broken = exc is not None and connection_broken(exc)
         if broken or isinstance(exc, TimeoutError):
+            if getattr(exc, "sqlstate", None) in _POOLER_MISSES:
+                self._db.pooler_found("a prepared statement was missing on the server")
             with contextlib.suppress(asyncpg.InterfaceError):  # asyncpg pooled it already if it saw the link close
                 conn.terminate()  # back to the pool as an empty slot: the next acquire opens a fresh connection
             if broken:  # its pool-mates most likely went the same way (a restart, a sweep of terminations)
-                await self._db.expire()
+                await self._pool.expire_connections()
         try:
             if isinstance(exc, asyncio.CancelledError):
-                await self._db.release(conn, wait_at_most=self._db.settings.connect_timeout)
+                await self._pool.release(conn, timeout=self._db.settings.connect_timeout)
             else:
-                await self._db.release(conn)
+                await self._pool.release(conn)
         except Exception:  # noqa: BLE001 (asyncpg terminated it on the way; the statement's outcome stands)
             return
+
+    async def _note_written(self, conn: asyncpg.Connection) -> None:
+        """With read routing on, the request's consistency token: the WAL position after its writes committed.
+
+        Without it (the link broke right after the commit) the answer carries no token; the write stands.
+        """
+        consistency = CONSISTENCY.get()
+        if consistency is None or self._db.settings.read_url is None:
+            return
+        with contextlib.suppress(Exception):
+            consistency.wrote(await conn.fetchval(self._db.compiled_sql(WRITTEN_POSITION)))
 
 
 class PoolStats(NamedTuple):
@@ -350,6 +400,13 @@ class Database:
         self._pg_dialect = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._sqlite: SqliteConnection | None = None
+        self.named_statements = settings.prepared_statements is not PreparedStatements.OFF
+        """Whether statements are prepared under a name (cached per connection); see ``PreparedStatements``."""
+        self._startup_timeout = self.named_statements
+        """Whether ``statement_timeout`` goes as a startup setting: not when told a pooler is in between (``off``:
+        set it on the role), nor once a pooler refused it."""
+        self._closing: set[asyncio.Task[None]] = set()
+        self._starting = asyncio.Lock()
 
     @property
     def is_postgres(self) -> bool:
@@ -367,23 +424,51 @@ class Database:
             with contextlib.suppress(sqlite3.Error):
                 self._sqlite_connection()
         elif self._pool is None:
-            s = self.settings
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=0,
-                max_size=s.pool_size,
-                max_inactive_connection_lifetime=s.pool_recycle,
-                timeout=s.connect_timeout,
-                command_timeout=s.command_timeout,
-                statement_cache_size=_STATEMENT_CACHE_SIZE,
-                server_settings={
-                    "application_name": "flux-dao",
-                    "timezone": "UTC",
-                    "statement_timeout": str(int(s.statement_timeout * 1000)),
-                },
-                init=self._on_postgres_connect,
-                reset=self._on_postgres_release,
-            )
+            async with self._starting:  # one pool, however many requests find none (after a replacement)
+                if self._pool is None:
+                    self._pool = await self._create_pool()
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        s = self.settings
+        server_settings = {"application_name": "flux-dao", "timezone": "UTC"}  # both tracked by pgbouncer
+        if self._startup_timeout:
+            server_settings["statement_timeout"] = str(int(s.statement_timeout * 1000))
+        return await asyncpg.create_pool(
+            self._dsn,
+            min_size=0,
+            max_size=s.pool_size,
+            max_inactive_connection_lifetime=s.pool_recycle,
+            timeout=s.connect_timeout,
+            command_timeout=s.command_timeout,
+            statement_cache_size=_STATEMENT_CACHE_SIZE if self.named_statements else 0,
+            server_settings=server_settings,
+            connection_class=_UniquelyNamedConnection,
+            init=self._on_postgres_connect,
+            reset=self._on_postgres_release,
+        )
+
+    def pooler_found(self, sign: str) -> None:
+        """A transaction pooler sits in between: with ``auto``, stop naming statements (for new connections).
+
+        The pool is replaced; the old one closes once its connections are given back.
+        """
+        if not self.named_statements or self.settings.prepared_statements is not PreparedStatements.AUTO:
+            return
+        self.named_statements = False
+        logging.getLogger("flux_dao").warning(
+            "%s at %s: a transaction pooler is in between, so statements are no longer prepared under a name "
+            "(set DB_PREPARED_STATEMENTS=off to start that way)",
+            sign,
+            self.settings.display_url,
+        )
+        self._replace_pool()
+
+    def _replace_pool(self) -> None:
+        old, self._pool = self._pool, None
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def dispose(self) -> None:
         """Close every pooled connection, telling the server goodbye (shutdown).
@@ -398,6 +483,9 @@ class Database:
             except TimeoutError:  # close() terminated every connection on its way out
                 logging.getLogger("flux_dao").warning("database connections did not close in time: terminated")
             self._pool = None
+        for task in list(self._closing):  # pools replaced on finding a pooler
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=2 * self.settings.connect_timeout)
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
@@ -411,7 +499,7 @@ class Database:
     def writing(self) -> AbstractAsyncContextManager[Connection]:
         """A connection for one write statement, atomic on its own (no transaction around it on either backend)."""
         if self.is_postgres:
-            return _PooledConnection(self)
+            return _PooledConnection(self, writes=True)
         return self._sqlite_connection()
 
     @asynccontextmanager
@@ -427,7 +515,7 @@ class Database:
             async with self._sqlite_connection().transaction() as conn:
                 yield conn
             return
-        async with _PooledConnection(self) as conn:
+        async with _PooledConnection(self, writes=True) as conn:
             assert isinstance(conn, _AsyncpgConnection)  # noqa: S101 (what _PooledConnection hands out)
             async with conn.transaction():
                 yield conn
@@ -445,28 +533,52 @@ class Database:
             )
         return self._sqlite
 
-    async def acquire(self) -> Any:
-        """A pooled asyncpg connection; waits at most ``pool_timeout`` for one (then ``TimeoutError``)."""
+    async def acquire(self) -> tuple[Any, Any]:
+        """A pooled asyncpg connection and its pool; waits at most ``pool_timeout`` for one (then ``TimeoutError``).
+
+        A server that refuses ``statement_timeout`` as a startup setting is a pooler (pgbouncer): the setting is
+        dropped (statements are then limited by the role's ``statement_timeout`` and the client-side
+        ``command_timeout``), with ``auto`` statements stop being named, and the connection is made again.
+        """
+        try:
+            return await self._acquire()
+        except asyncpg.PostgresError as exc:
+            if _REFUSED_STARTUP not in str(exc):
+                raise
+        if self._startup_timeout:  # else another request saw it first: its new pool sends no such setting
+            self._startup_timeout = False
+            logging.getLogger("flux_dao").warning(
+                "%s refused statement_timeout as a startup setting (a pooler such as pgbouncer): set it on the "
+                "role instead (ALTER ROLE ... SET statement_timeout); DB_STATEMENT_TIMEOUT + DB_CONNECT_TIMEOUT "
+                "still bound each statement on this side",
+                self.settings.display_url,
+            )
+            if self.named_statements and self.settings.prepared_statements is PreparedStatements.AUTO:
+                self.pooler_found("the database refused a startup setting")
+            else:
+                self._replace_pool()
+        return await self._acquire()
+
+    async def _acquire(self) -> tuple[Any, Any]:
         if self._pool is None:
             await self.start()
         pool: Any = self._pool
         if pool.get_idle_size():  # a connected, free connection is queued: taking it cannot wait
-            return await pool.acquire()
+            return pool, await pool.acquire()
         self.waiting += 1
         try:
-            return await pool.acquire(timeout=self.settings.pool_timeout)
+            return pool, await pool.acquire(timeout=self.settings.pool_timeout)
         finally:
             self.waiting -= 1
 
-    async def expire(self) -> None:
-        """Retire every pooled connection: idle ones are replaced when next taken, busy ones when given back."""
-        if self._pool is not None:
-            await self._pool.expire_connections()
-
-    async def release(self, conn: Any, wait_at_most: float | None = None) -> None:
-        """Give a connection back to the pool (taking at most ``wait_at_most`` seconds, else asyncpg closes it)."""
-        if self._pool is not None:
-            await self._pool.release(conn, timeout=wait_at_most)
+    def compiled_sql(self, statement: ClauseElement) -> str:
+        """``statement`` as asyncpg's SQL text (compiled once)."""
+        hit = self._compiled.get(id(statement))
+        if hit is not None and hit[0] is statement:
+            return hit[1].sql
+        compiled = _Compiled(statement, self._pg_dialect)
+        self._compiled[id(statement)] = (statement, compiled)
+        return compiled.sql
 
     def pool_stats(self) -> PoolStats:
         """This worker's pool right now, for /metrics."""

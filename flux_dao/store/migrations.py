@@ -235,11 +235,15 @@ async def inspect_schema(
 
 
 def current_revisions(settings: Settings) -> tuple[str, ...]:
-    """The revision(s) the database is at; empty when it was never migrated (a missing SQLite file stays missing)."""
-    url = sa.engine.make_url(settings.database.url)
+    """The revision(s) the database is at; empty when it was never migrated (a missing SQLite file stays missing).
+
+    Read where migrations run (``DATABASE_DIRECT_URL`` when set), so migrating never needs the pooler.
+    """
+    database = settings.database.for_migrations()
+    url = sa.engine.make_url(database.url)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
         return ()
-    return asyncio.run(inspect_schema(settings.database)).revisions
+    return asyncio.run(inspect_schema(database)).revisions
 
 
 class Move(NamedTuple):
@@ -346,13 +350,14 @@ def database_drift(diffs: list[Any]) -> list[Difference]:
 
 
 def live_drift(settings: Settings) -> list[Difference]:
-    """How the database at ``DATABASE_URL`` differs from the manifest, in the ways that matter to the API."""
+    """How the database differs from the manifest, in the ways that matter to the API (read where migrations run)."""
     return database_drift(schema_diff(settings))
 
 
 def schema_diff(settings: Settings) -> list[Any]:
     """What autogenerate would change between the database and the manifest (empty when in step)."""
-    return asyncio.run(inspect_schema(settings.database, _manifest_metadata(settings))).diffs
+    database = settings.database.for_migrations()
+    return asyncio.run(inspect_schema(database, _manifest_metadata(settings))).diffs
 
 
 def run_env() -> None:
@@ -393,8 +398,8 @@ def run_env() -> None:
         migrate(given)
         return
 
-    async def run() -> None:
-        async with connect_once(settings.database) as conn:
+    async def run() -> None:  # straight to PostgreSQL: the advisory lock is a session's, which a pooler drops
+        async with connect_once(settings.database.for_migrations()) as conn:
             await conn.run_sync(migrate)
 
     asyncio.run(run())

@@ -44,6 +44,7 @@ from flux_dao.query.plans import (
 from flux_dao.schema.resources import Catalog
 from flux_dao.store.db import Connection, Database, StatementError, read_retrying, statement_unsent
 from flux_dao.store.integrity import Violation, classify, diagnose_delete, diagnose_write, refusal
+from flux_dao.store.standby import Standby
 from flux_dao.types import Row, StructType
 
 __all__ = ("ListResult", "ResourceRepository", "WriteError", "as_utc", "atomically")
@@ -128,6 +129,7 @@ class ResourceRepository:
         catalog: Catalog,
         db: Database,
         registry: Mapping[str, "ResourceRepository"] | None = None,
+        standby: Standby | None = None,
     ) -> None:
         self.entity = entity
         self.relations: Mapping[str, Embed] = catalog.embeds.get(entity.name, {})
@@ -137,6 +139,8 @@ class ResourceRepository:
         self.read = read
         self.catalog = catalog
         self.db = db
+        self.standby = standby
+        """Where plain reads go when ``DATABASE_READ_URL`` is set (``flux_dao.store.standby``)."""
         self.statements = ResourceStatements(entity, catalog.tables[entity.name], postgres=db.is_postgres)
         fields = entity.fields.items()
         self._datetime_fields = tuple(n for n, s in fields if s.type == "datetime")
@@ -149,8 +153,11 @@ class ResourceRepository:
 
     # -- reads -------------------------------------------------------------------------------------------------
 
-    async def get(self, row_id: UUID, read: ReadPlan = WHOLE_ROWS) -> msgspec.Struct:
-        """The row with ``row_id`` and the embeds ``read`` asks for, or :class:`NotFoundError`."""
+    async def get(self, row_id: UUID, read: ReadPlan = WHOLE_ROWS, *, primary: bool = False) -> msgspec.Struct:
+        """The row with ``row_id`` and the embeds ``read`` asks for, or :class:`NotFoundError`.
+
+        ``primary``: read it on the primary even when reads may go to a standby (a write's own read).
+        """
         statement, params = self.statements.get, {"row_id": row_id}
 
         async def run(conn: Connection) -> Any:
@@ -161,7 +168,7 @@ class ResourceRepository:
             await self._embed(conn, [found], read.embeds)
             return found
 
-        row = await self._reading(run)
+        row = await self._reading(run, routed=not primary)
         if row is None:
             raise self._not_found(row_id)
         return row if isinstance(row, msgspec.Struct) else self.read(*row)
@@ -345,7 +352,7 @@ class ResourceRepository:
         change in between makes it match nothing, and the answer is :class:`PreconditionFailedError`.
         """
         if not changes:
-            row = await self.get(row_id)
+            row = await self.get(row_id, primary=True)
             if expected is not None and getattr(row, VERSION) != expected:
                 raise self._precondition_failed(row_id, getattr(row, VERSION))
             return row
@@ -470,9 +477,14 @@ class ResourceRepository:
     def _not_found(self, row_id: UUID) -> NotFoundError:
         return NotFoundError(f"{self.entity.singular} {row_id} not found.", resource=self.name, id=str(row_id))
 
-    async def _reading(self, run: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run reads on one connection (again on a new one if it turns out broken); failures as domain errors."""
+    async def _reading(self, run: Callable[[Connection], Awaitable[T]], *, routed: bool = True) -> T:
+        """Run reads on one connection (again on a new one if it turns out broken); failures as domain errors.
+
+        ``routed``: a plain read, which may go to the standby; the reads inside a write stay on the primary.
+        """
         try:
+            if routed and self.standby is not None:
+                return await self.standby.read(run)
             return await read_retrying(self.db, run)
         except Exception as exc:
             raise self._translate(exc) from exc
@@ -485,7 +497,7 @@ class ResourceRepository:
                 return await diagnose_delete(conn, catalog.tables, catalog.entities, self.name, row_id)
             return await diagnose_write(conn, violation, catalog.tables, catalog.entities, self.name, values, row_id)
 
-        return await self._reading(run)
+        return await self._reading(run, routed=False)
 
     def _translate(self, exc: Exception) -> Exception:
         """Database failures -> domain errors; anything else (a bug) is returned unchanged, to surface as a 500."""

@@ -159,16 +159,16 @@ def test_requests_waiting_for_a_connection_are_counted(settings):
         db = app.plugins.get(FluxDaoPlugin).db
         portal = client.blocking_portal
         assert portal is not None
-        held = portal.call(db.acquire)  # the pool's only connection, taken by someone else
-        with ThreadPoolExecutor(1) as pool:
-            waiter = pool.submit(client.get, f"{API}/tasks/{uuid.uuid4()}")
+        pool, held = portal.call(db.acquire)  # the pool's only connection, taken by someone else
+        with ThreadPoolExecutor(1) as executor:
+            waiter = executor.submit(client.get, f"{API}/tasks/{uuid.uuid4()}")
             deadline = time.monotonic() + 5
             while value(samples := scrape(client), "flux_dao_db_pool_waiting") != 1:
                 assert time.monotonic() < deadline, "the waiting request never showed"
                 time.sleep(0.02)
             assert value(samples, "flux_dao_db_pool_in_use") == 1
             assert value(samples, "flux_dao_db_pool_connections") == 1
-            portal.call(db.release, held)
+            portal.call(pool.release, held)
             assert_problem(waiter.result(timeout=10), 404, "not-found")
         samples = scrape(client)
         assert value(samples, "flux_dao_db_pool_waiting") == 0
