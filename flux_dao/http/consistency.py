@@ -1,6 +1,7 @@
 """The ``X-Flux-Consistency`` header: taken from each request, given on each answer to a write.
 
-Installed only when reads may go to a standby (``DATABASE_READ_URL``); ``flux_dao.store.consistency`` says what
+Writes answer a token only when reads may go to a standby (``DATABASE_READ_URL``); a token sent is checked always,
+so a request is refused or accepted alike whatever the service's layout. ``flux_dao.store.consistency`` says what
 the token is, ``flux_dao.store.standby`` how reads use it. A malformed token is refused (422 naming the header) by
 the API's ``before_request``, after the key check, so a request without a valid key still gets its 401.
 """

@@ -73,6 +73,7 @@ _ACCESS_RESPONSES: Final = {
 }
 
 
+_BODY_TOO_LARGE: Final = "The body is larger than FLUX_DAO_MAX_BODY bytes (1 MiB by default)."
 _URI_TOO_LONG: Final = (
     "The request line is longer than FLUX_DAO_MAX_HEADER_BYTES (say, thousands of `in` values): answered by the "
     "HTTP layer, which then closes the connection."
@@ -121,6 +122,8 @@ class FluxOperation(Operation):
                 self.responses.setdefault(status, replace(unauthorized, description=description))
             if any(isinstance(p, Parameter) and p.param_in == "query" for p in self.parameters or ()):
                 self.responses.setdefault("414", replace(unauthorized, description=_URI_TOO_LONG))
+            if self.request_body is not None:
+                self.responses.setdefault("413", replace(unauthorized, description=_BODY_TOO_LARGE))
 
     def _patterned(self, parameter: Parameter | Reference) -> Parameter | Reference:
         pattern = self.patterns.get(parameter.name) if isinstance(parameter, Parameter) else None

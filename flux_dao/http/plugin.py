@@ -102,7 +102,7 @@ class FluxDaoPlugin(InitPlugin):
             route_handlers=[*routers, batch, *changes_handlers(self.changes, self.resources.items)],
             middleware=[api_access_middleware(self.keyring, limiter)] if guarded else [],
             security=[{SECURITY_SCHEME: []}],
-            before_request=_api_checks if self.standby is not None else StrictRequestsPlugin.before_request,
+            before_request=_api_checks,
         )
         app_config.plugins.append(StrictRequestsPlugin())  # learns each route's declared input for before_request
         app_config.route_handlers.extend(

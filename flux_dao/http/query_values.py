@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from flux_dao.errors import InvalidInputError
+from flux_dao.errors import FieldError, InvalidInputError
 from flux_dao.manifest.columns import ColumnInfo
 from flux_dao.schema.typemap import INT32_MAX, INT32_MIN
 from flux_dao.store.repository import as_utc
 
-__all__ = ("INTEGER", "boolean", "converter")
+__all__ = ("INTEGER", "boolean", "converter", "instant")
 
 INTEGER: Final = re.compile(r"[+-]?[0-9]{1,20}")
 """An integer as written in a URL: matched whole (``fullmatch``), so no trailing newline slips through."""
@@ -75,6 +75,14 @@ def _datetime(name: str) -> Callable[[str], datetime]:
             raise ValueError(msg) from None
 
     return convert
+
+
+def instant(name: str, raw: str) -> datetime:
+    """Query parameter ``name``'s ISO 8601 datetime in UTC, or a 422 naming it (a number is not a datetime)."""
+    try:
+        return _datetime(name)(raw)
+    except ValueError as exc:
+        raise InvalidInputError([FieldError(name, str(exc))]) from None
 
 
 def _uuid(raw: str) -> UUID:

@@ -150,10 +150,19 @@ def test_timerange_without_a_required_parameter_is_rejected(client, missing):
     assert_validation_problem(client.get(TIMERANGE, params=params), missing)
 
 
-@pytest.mark.parametrize(("param", "value"), [("start_at", "yesterday"), ("end_at", "2030-13-40T00:00:00Z")])
+@pytest.mark.parametrize(
+    ("param", "value"), [("start_at", "yesterday"), ("end_at", "2030-13-40T00:00:00Z"), ("end_at", "0.5")]
+)
 def test_timerange_with_a_malformed_datetime_is_rejected(client, param, value):
     params = {"user_id": str(uuid.uuid4()), "start_at": START, "end_at": END, param: value}
     assert_validation_problem(client.get(TIMERANGE, params=params), param)
+
+
+@pytest.mark.parametrize(("param", "value"), [("start_date", "1700000000"), ("end_date", "0.5")])
+def test_statistics_take_no_number_for_a_datetime(client, param, value):
+    """A number is not a datetime (a lenient conversion would read it as a Unix time)."""
+    params = {"user_id": str(uuid.uuid4()), "start_date": START, "end_date": END, param: value}
+    assert_validation_problem(client.get(STATISTICS, params=params), param)
 
 
 def test_timerange_with_a_malformed_user_id_is_rejected(client):
