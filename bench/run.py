@@ -527,6 +527,16 @@ def non_2xx(node: Any) -> int:
     return int(node.get("non_2xx", 0)) + sum(non_2xx(value) for value in node.values())
 
 
+def report_head(module: str, argv: list[str] | None, conditions: dict[str, Any]) -> dict[str, Any]:
+    """The start of a results file: when, the command that made it, the machine and the run's conditions."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "conditions": conditions,
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -653,20 +663,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAIL: {pocketbase.MISSING}", file=sys.stderr)
             return 2
         print(f"note: {pocketbase.MISSING} --tiny goes on without it.", flush=True)
-    report: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "conditions": {
-            "workers": args.workers,
-            "peer_workers": args.peer_workers,
-            "connections": args.connections,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "rounds": args.rounds,
-            "loader": args.loader,
-            "scale": args.scale,
-        },
+    conditions = {
+        "workers": args.workers,
+        "peer_workers": args.peer_workers,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rounds": args.rounds,
+        "loader": args.loader,
+        "scale": args.scale,
+    }
+    report: dict[str, Any] = report_head("bench", argv, conditions) | {
         "targets": {
             "floor_ratio": TARGETS,
             "p50_factor": PAIRED_TARGETS,

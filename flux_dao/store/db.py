@@ -457,7 +457,8 @@ class Database:
         self.named_statements = False
         logging.getLogger("flux_dao").warning(
             "%s at %s: a transaction pooler is in between, so statements are no longer prepared under a name "
-            "(set DB_PREPARED_STATEMENTS=off to start that way)",
+            "and statement_timeout is left to the role (ALTER ROLE ... SET statement_timeout); set "
+            "DB_PREPARED_STATEMENTS=off to start that way",
             sign,
             self.settings.display_url,
         )
@@ -547,16 +548,16 @@ class Database:
                 raise
         if self._startup_timeout:  # else another request saw it first: its new pool sends no such setting
             self._startup_timeout = False
-            logging.getLogger("flux_dao").warning(
-                "%s refused statement_timeout as a startup setting (a pooler such as pgbouncer): set it on the "
-                "role instead (ALTER ROLE ... SET statement_timeout); DB_STATEMENT_TIMEOUT + DB_CONNECT_TIMEOUT "
-                "still bound each statement on this side",
-                self.settings.display_url,
-            )
             if self.named_statements and self.settings.prepared_statements is PreparedStatements.AUTO:
-                self.pooler_found("the database refused a startup setting")
+                self.pooler_found("the database refused statement_timeout as a startup setting")
             else:
                 self._replace_pool()
+                logging.getLogger("flux_dao").warning(
+                    "%s refused statement_timeout as a startup setting (a pooler such as pgbouncer): set it on "
+                    "the role instead (ALTER ROLE ... SET statement_timeout); DB_STATEMENT_TIMEOUT + "
+                    "DB_CONNECT_TIMEOUT still bound each statement on this side",
+                    self.settings.display_url,
+                )
         return await self._acquire()
 
     async def _acquire(self) -> tuple[Any, Any]:
