@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,  # logging is flux_dao.logs' (flux-dao serve); Litestar's default would replace it
     )
     # outermost, around Litestar's whole handler: app-level middleware runs only for matched routes
-    app.asgi_handler = ConsistencyHeader(app.asgi_handler)  # tokens in (checked); out when reads use a standby
+    if plugin.standby is not None:  # reads may go to a standby: tokens in and out (a wrapper costs every request)
+        app.asgi_handler = ConsistencyHeader(app.asgi_handler)
     app.asgi_handler = plugin.observability.wrap(app.asgi_handler)
     return app

@@ -1,9 +1,10 @@
 """The ``X-Flux-Consistency`` header: taken from each request, given on each answer to a write.
 
-Writes answer a token only when reads may go to a standby (``DATABASE_READ_URL``); a token sent is checked always,
-so a request is refused or accepted alike whatever the service's layout. ``flux_dao.store.consistency`` says what
-the token is, ``flux_dao.store.standby`` how reads use it. A malformed token is refused (422 naming the header) by
-the API's ``before_request``, after the key check, so a request without a valid key still gets its 401.
+The wrapper is installed only when reads may go to a standby (``DATABASE_READ_URL``): only then do writes answer a
+token. A token sent is checked always, so a request is refused or accepted alike whatever the service's layout:
+a malformed one is refused (422 naming the header) by the API's ``before_request``, after the key check, so a
+request without a valid key still gets its 401. ``flux_dao.store.consistency`` says what the token is,
+``flux_dao.store.standby`` how reads use it.
 """
 
 from typing import Any, Final
@@ -52,8 +53,13 @@ class ConsistencyHeader:
             CONSISTENCY.reset(reset)
 
 
-def refuse_malformed_token(_: Request[Any, Any, Any]) -> None:
-    """422 naming the header when the request's token is not one a write answered."""
+def refuse_malformed_token(request: Request[Any, Any, Any]) -> None:
+    """422 naming the header when the request's token is not one a write answered (whether or not reads use it)."""
     consistency = CONSISTENCY.get()
-    if consistency is not None and consistency.malformed:
+    if consistency is None:  # no standby, no wrapper: the header is only checked
+        malformed = any(name == _RAW_NAME and parse_position(value.decode("latin-1")) is None
+                        for name, value in request.scope["headers"])  # fmt: skip
+    else:
+        malformed = consistency.malformed
+    if malformed:
         raise InvalidInputError([FieldError(CONSISTENCY_HEADER, "must be a token a write answered, such as 0/16B3748")])

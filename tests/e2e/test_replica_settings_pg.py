@@ -260,3 +260,11 @@ def test_a_malformed_token_does_not_hide_a_missing_key(routed):
 def test_the_probes_ignore_the_token(routed):
     assert routed.get("/health", headers={TOKEN: "yesterday"}).status_code == 200
     assert routed.get("/ready", headers={TOKEN: "yesterday"}).status_code == 200
+
+
+def test_a_malformed_token_is_refused_without_a_read_url_too(unrouted):
+    """The header means nothing without a standby, but a request is refused or accepted alike whatever the layout."""
+    answer = unrouted.get(f"{API}/tasks", headers={TOKEN: "yesterday"})
+    problem = assert_problem(answer, 422, "validation-error")
+    assert [error["field"] for error in problem["errors"]] == [TOKEN]
+    assert unrouted.get(f"{API}/tasks", headers={TOKEN: "0/16B3748"}).status_code == 200
