@@ -6,19 +6,19 @@ per resource.
 """
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
 
 import msgspec
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi.spec import OpenAPIFormat
 
 from flux_dao.http.bodies import STRICT_BODY_OPT, json_body, strict_body
 from flux_dao.http.openapi import CONSISTENCY_HEADER_DOC, CONSISTENCY_TOKEN, FluxOperation, with_headers
 from flux_dao.http.problems import problem_responses
 from flux_dao.http.query_docs import query_operation
-from flux_dao.http.query_values import instant
+from flux_dao.http.query_values import refuse_numbers
 from flux_dao.http.request import OWN_QUERY_OPT, QueryParser, ReadContext, shaped
 from flux_dao.http.signatures import keyword, query_arg, set_signature
 from flux_dao.http.signatures import query as query_parameter
@@ -29,6 +29,7 @@ from flux_dao.schema.resources import Resource
 from flux_dao.schema.structs import request_struct
 from flux_dao.schema.typemap import annotated_type, lookup
 from flux_dao.store import ResourceRepository
+from flux_dao.store.repository import as_utc
 
 __all__ = ("query_handlers",)
 
@@ -51,10 +52,12 @@ def _scope_parameters(resource: Resource, query: TimeRangeQuery | GroupedCountQu
         spec = resource.entity.fields[name]
         python_type = lookup(spec).python_type(spec, resource.schemas.enums.get(name))
         params.append(query_parameter(name, python_type, description=f"Only rows whose `{name}` equals this."))
-    # text, parsed by ``instant``: Litestar's lenient conversion would take a number as a Unix time
-    for name, edge in ((query.start, "Start"), (query.end, "End")):
-        description = f"{edge} of the window, inclusive (ISO 8601; naive = UTC)."
-        params.append(query_parameter(name, str, description=description, format=OpenAPIFormat.DATE_TIME))
+    params.append(
+        query_parameter(query.start, datetime, description="Start of the window, inclusive (ISO 8601; naive = UTC).")
+    )
+    params.append(
+        query_parameter(query.end, datetime, description="End of the window, inclusive (ISO 8601; naive = UTC).")
+    )
     return params
 
 
@@ -68,8 +71,9 @@ def _time_range(
 
     async def handler(**params: Any) -> Any:
         parsed = parser.of(params["request"])
-        start = instant(query.start, params[query_arg(query.start)])
-        end = instant(query.end, params[query_arg(query.end)])
+        refuse_numbers(params["request"], (query.start, query.end))
+        start = as_utc(params[query_arg(query.start)], query.start)
+        end = as_utc(params[query_arg(query.end)], query.end)
         if start > end:
             return []
         scope = tuple((field, params[query_arg(field)]) for field in query.scope)
@@ -106,8 +110,9 @@ def _grouped_count(
 
     async def handler(**params: Any) -> Any:
         scope = tuple((field, params[query_arg(field)]) for field in query.scope)
-        start = instant(query.start, params[query_arg(query.start)])
-        end = instant(query.end, params[query_arg(query.end)])
+        refuse_numbers(params["request"], (query.start, query.end))
+        start = as_utc(params[query_arg(query.start)], query.start)
+        end = as_utc(params[query_arg(query.end)], query.end)
         counts = await repo.grouped_count(GroupedCountPlan(query=name, scope=scope, start=start, end=end))
         total = sum(counts.values())
         values: dict[str, Any] = dict(scope) | {query.total: total, query.counts: counts}
@@ -115,7 +120,7 @@ def _grouped_count(
             values[ratio.name] = round(counts.get(ratio.value, 0) / total, ratio.digits) if total else 0.0
         return result(**values)
 
-    set_signature(handler, _scope_parameters(resource, query), result)
+    set_signature(handler, [*_scope_parameters(resource, query), keyword("request", Request[Any, Any, Any])], result)
     description = (
         f"Counts of rows per `{query.group_by}` (only values that occur) for rows with `{query.start} <= "
         f"{query.time_field} <= {query.end}`."
