@@ -305,7 +305,7 @@ class Rig:
 
 
 def up(folder: Path, replicas: int = 3) -> Rig:
-    """Build and start a rig in ``folder`` (which must not hold one)."""
+    """Build and start a rig in ``folder`` (which must not hold one); on a failure, take down what it started."""
     _install_missing()
     if (folder / "rig.json").exists():
         msg = f"a rig is already in {folder} (deploy/rig down first)"
@@ -319,26 +319,30 @@ def up(folder: Path, replicas: int = 3) -> Rig:
     rig.bouncer_ports = {"primary": ports[3], "standby": ports[4]}
     rig.replica_ports = ports[5:]
     rig.save()
-    bin_dir = _pg_bin()
-    _run(_as_postgres([str(bin_dir / "initdb"), "-D", str(folder / "primary"), "-U", "postgres", "--auth=trust"]))
-    rig._pg_ctl("primary", "start", port=rig.primary_port)
-    psql = ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(rig.primary_port), "-U", "postgres", "-d", "postgres"]
-    _run([*psql, "-c", f"CREATE ROLE {ROLE} LOGIN"])
-    _run([*psql, "-c", f"ALTER ROLE {ROLE} SET statement_timeout = '{STATEMENT_TIMEOUT}'"])
-    _run(["createdb", "-h", "127.0.0.1", "-p", str(rig.primary_port), "-U", "postgres", "-O", ROLE, DATABASE])
-    backup = [str(bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(rig.primary_port), "-U", "postgres"]
-    _run(_as_postgres([*backup, "-D", str(folder / "standby"), "-R", "-X", "stream", "--checkpoint=fast"]))
-    rig.start_standby()
-    for name, port in rig.bouncer_ports.items():
-        rig._write_bouncer(name, port)
-        rig.start_bouncer(name)
-    for index in range(replicas):
-        rig.start_replica(index)
-    for index in range(replicas):
-        rig.wait_ready(rig.replica_url(index))
-    rig._write_haproxy()
-    rig.start_haproxy()
-    rig.wait_ready(rig.url)
+    try:
+        bin_dir = _pg_bin()
+        _run(_as_postgres([str(bin_dir / "initdb"), "-D", str(folder / "primary"), "-U", "postgres", "--auth=trust"]))
+        rig._pg_ctl("primary", "start", port=rig.primary_port)
+        psql = ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(rig.primary_port), "-U", "postgres", "-d", "postgres"]
+        _run([*psql, "-c", f"CREATE ROLE {ROLE} LOGIN"])
+        _run([*psql, "-c", f"ALTER ROLE {ROLE} SET statement_timeout = '{STATEMENT_TIMEOUT}'"])
+        _run(["createdb", "-h", "127.0.0.1", "-p", str(rig.primary_port), "-U", "postgres", "-O", ROLE, DATABASE])
+        backup = [str(bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(rig.primary_port), "-U", "postgres"]
+        _run(_as_postgres([*backup, "-D", str(folder / "standby"), "-R", "-X", "stream", "--checkpoint=fast"]))
+        rig.start_standby()
+        for name, port in rig.bouncer_ports.items():
+            rig._write_bouncer(name, port)
+            rig.start_bouncer(name)
+        for index in range(replicas):
+            rig.start_replica(index)
+        for index in range(replicas):
+            rig.wait_ready(rig.replica_url(index))
+        rig._write_haproxy()
+        rig.start_haproxy()
+        rig.wait_ready(rig.url)
+    except BaseException:  # half a rig helps nobody: take down what was started
+        down(folder)
+        raise
     return rig
 
 
