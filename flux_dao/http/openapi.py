@@ -74,6 +74,10 @@ _ACCESS_RESPONSES: Final = {
 
 
 _BODY_TOO_LARGE: Final = "The body is larger than FLUX_DAO_MAX_BODY bytes (1 MiB by default)."
+_HEAD_TOO_LARGE: Final = (
+    "The request line and headers together are larger than FLUX_DAO_MAX_HEADER_BYTES (a long query string with "
+    "the usual headers): answered by the HTTP layer, which then closes the connection."
+)
 _URI_TOO_LONG: Final = (
     "The request line is longer than FLUX_DAO_MAX_HEADER_BYTES (say, thousands of `in` values): answered by the "
     "HTTP layer, which then closes the connection."
@@ -87,10 +91,10 @@ class FluxOperation(Operation):
     flux-dao answers every validation failure with a 422 problem (declared per operation); the automatic 400 entry
     would document a status the service never sends, with a schema generated clients cannot parse. Every operation
     behind the key check (it declares 401) can also answer 403 (scope) and 429 (rate limit), with the same problem
-    body as its 401; one that takes query parameters can also answer 414 (a request line over the head limit). An
-    optional query parameter is documented without the ``null`` alternative Litestar derives
-    from ``X | None``: it is left out, never sent as null (``?goal_id=null`` is a 422), and a generated client that
-    accepted None would drop it, silently turning a filter off.
+    body as its 401; one that takes query parameters can also answer 414 (a request line over the head limit) and
+    431 (the whole head over it); one that takes a body, 413. An optional query parameter is documented without the
+    ``null`` alternative Litestar derives from ``X | None``: it is left out, never sent as null (``?goal_id=null`` is
+    a 422), and a generated client that accepted None would drop it, silently turning a filter off.
     """
 
     extra_parameters: ClassVar[tuple[Parameter, ...]] = ()
@@ -122,6 +126,7 @@ class FluxOperation(Operation):
                 self.responses.setdefault(status, replace(unauthorized, description=description))
             if any(isinstance(p, Parameter) and p.param_in == "query" for p in self.parameters or ()):
                 self.responses.setdefault("414", replace(unauthorized, description=_URI_TOO_LONG))
+                self.responses.setdefault("431", replace(unauthorized, description=_HEAD_TOO_LARGE))
             if self.request_body is not None:
                 self.responses.setdefault("413", replace(unauthorized, description=_BODY_TOO_LARGE))
 
