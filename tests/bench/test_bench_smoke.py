@@ -1,27 +1,17 @@
 """The benchmark runs end to end in its tiny mode, so it never rots. No timing is asserted here."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from bench.pocketbase import binary
-from tests.conftest import PG_DSN, ROOT
+from tests.bench.smoke import run_tiny
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_tiny_benchmark_runs_every_scenario_and_saves_its_figures(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--tiny", "--dsn", PG_DSN, "--output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run_tiny("bench", "--output", str(tmp_path))
     [saved] = list(tmp_path.glob("bench-*-tiny.json"))
     report = json.loads(saved.read_text())
     [run] = report["runs"].values()

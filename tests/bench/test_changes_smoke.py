@@ -1,27 +1,17 @@
 """The change-feed benchmark (issue #12) runs end to end in its tiny mode, so it never rots. No timing is asserted."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import PG_DSN, ROOT
+from tests.bench.smoke import run_tiny
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_tiny_changes_benchmark_measures_trigger_cost_feed_throughput_and_fan_out(tmp_path):
     saved = tmp_path / "changes.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.changes", "--tiny", "--dsn", PG_DSN, "--json", str(saved)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    result = run_tiny("bench.changes", "--json", str(saved))
     report = json.loads(saved.read_text())
     run = report["postgres"]
     for key in ("S3", "S4"):

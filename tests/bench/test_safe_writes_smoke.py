@@ -1,27 +1,17 @@
 """The safe-writes benchmark (issue #11) runs end to end in its tiny mode, so it never rots. No timing is asserted."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import PG_DSN, ROOT
+from tests.bench.smoke import run_tiny
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_tiny_safe_writes_benchmark_measures_bulk_batch_and_if_match(tmp_path):
     saved = tmp_path / "safe-writes.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.safe_writes", "--tiny", "--dsn", PG_DSN, "--json", str(saved)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    result = run_tiny("bench.safe_writes", "--json", str(saved))
     report = json.loads(saved.read_text())
     run = report["postgres"]
     sides = {"bulk": ("single", "bulk"), "batch": ("single", "batch"), "if_match": ("without", "with")}
