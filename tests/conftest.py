@@ -29,6 +29,10 @@ PG_DSN = os.environ.get("FLUX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/po
 API_KEY = "test-key-0123456789"
 KEY_HEADER = "X-Flux-Service-Key"
 
+ADOPTED = os.environ.get("FLUX_TEST_ADOPTED") == "1"
+"""Give the postgres tests a database of the earlier Flux service's schema and rows, brought to the migration head
+by ``flux-dao adopt`` instead of by the migrations (tests/adopt/test_adopt.py runs the acceptance tests so)."""
+
 BACKENDS = [pytest.param("sqlite", marks=pytest.mark.sqlite), pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -79,7 +83,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 def settings(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of a database migrated to head with the project's own migrations."""
     result = make_settings(database_url(backend, request, tmp_path_factory))
-    upgrade(result)
+    if backend == "postgres" and ADOPTED:
+        from flux_dao.store.adopt import State, adopt
+        from tests.adopt.earlier import fill_earlier, install_earlier
+
+        dsn = result.database.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        install_earlier(dsn)
+        fill_earlier(dsn)
+        adoption = adopt(result, apply=True, revision_dir=tmp_path_factory.mktemp("adoption"))
+        assert adoption.state is State.APPLIED, adoption
+    else:
+        upgrade(result)
     return result
 
 

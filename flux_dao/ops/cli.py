@@ -216,6 +216,47 @@ def migrate(ctx: click.Context, revision: str) -> None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan (and any rows that block it); change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Accepted for scripts; adopt never prompts.")
+@click.option(
+    "--revision-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the adoption revision (default: adoptions/ in the migrations folder).",
+)
+@click.pass_context
+def adopt(ctx: click.Context, dry_run: bool, yes: bool, revision_dir: Path | None) -> None:
+    """Bring an existing PostgreSQL database (made by another tool) under flux-dao's migrations, in place.
+
+    Compares the database with the manifest and prints the differences: safe to change, changes data
+    representation, would lose data. Then it writes an alembic revision that closes them (with explicit data
+    conversions), runs it and stamps the migration head, all in one transaction. It never drops a column, a table or
+    a row: where data would be lost it changes nothing and exits 1, with counts and sample ids.
+
+    \b
+    Examples:
+        FLUX_DAO_DATABASE_URL=postgresql://postgres@127.0.0.1/flux flux-dao adopt --dry-run
+        FLUX_DAO_DATABASE_URL=postgresql://postgres@127.0.0.1/flux flux-dao adopt
+    """
+    from flux_dao.ops.adopt_report import report_lines  # noqa: PLC0415
+    from flux_dao.store.adopt import AdoptionError, State  # noqa: PLC0415
+    from flux_dao.store.adopt import adopt as run_adopt  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    _load_or_exit(settings)
+    _require_migrations(settings)
+    try:
+        adoption = run_adopt(settings, apply=not dry_run, revision_dir=revision_dir)
+    except AdoptionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in report_lines(adoption):
+        click.echo(line)
+    if adoption.state is State.REFUSED or (
+        adoption.state is State.ALREADY and set(adoption.current) != set(adoption.heads)
+    ):
+        sys.exit(1)
+
+
+@main.command()
 @click.option("-m", "--message", required=True, help="Revision message.")
 @click.pass_context
 def makemigrations(ctx: click.Context, message: str) -> None:

@@ -47,11 +47,14 @@ __all__ = (
     "inspect_schema",
     "live_drift",
     "make_migration",
+    "manifest_metadata",
     "migration_heads",
+    "read_schema",
     "render_item",
     "revisions",
     "run_env",
     "schema_diff",
+    "spelled_default",
     "upgrade",
 )
 
@@ -118,7 +121,7 @@ def _unwrapped(text: str) -> str:
     return text
 
 
-def _spelled(default: str | None) -> str | None:
+def spelled_default(default: str | None) -> str | None:
     """A server default as SQL text, without the spelling each database adds when it reports it back.
 
     SQLite keeps the parentheses of the DDL (``(false)``), PostgreSQL adds casts (``'active'::text``,
@@ -149,7 +152,7 @@ def compare_server_default(
     Alembic's own comparison is off by default because of false positives; this one is exact on what flux-dao
     writes (literals, ``CURRENT_TIMESTAMP``, :func:`~flux_dao.server_defaults.random_uuid`).
     """
-    return _spelled(inspected_default) != _spelled(rendered_metadata_default)
+    return spelled_default(inspected_default) != spelled_default(rendered_metadata_default)
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
@@ -319,7 +322,7 @@ def make_migration(settings: Settings, message: str) -> str | None:
     return created[0] if created else None
 
 
-def _manifest_metadata(settings: Settings) -> sa.MetaData:
+def manifest_metadata(settings: Settings) -> sa.MetaData:
     """The manifest-built metadata, built once per process for a manifest file as it is now."""
     stat = settings.manifest_path.stat()
     return _metadata_of(settings.manifest_path, stat.st_mtime_ns, stat.st_size)
@@ -337,7 +340,7 @@ def head_drift(settings: Settings) -> list[Difference] | None:
     """How the manifest differs from the schema its migrations produce; None when it has no migrations yet."""
     if migration_heads(settings.migrations_dir) is None:
         return None
-    metadata = _manifest_metadata(settings)
+    metadata = manifest_metadata(settings)
     with _scratch_at_head(settings) as connection:
         schema = read_schema(connection, metadata)
     return describe(schema.diffs, "the migrations")
@@ -357,7 +360,7 @@ def live_drift(settings: Settings) -> list[Difference]:
 def schema_diff(settings: Settings) -> list[Any]:
     """What autogenerate would change between the database and the manifest (empty when in step)."""
     database = settings.database.for_migrations()
-    return asyncio.run(inspect_schema(database, _manifest_metadata(settings))).diffs
+    return asyncio.run(inspect_schema(database, manifest_metadata(settings))).diffs
 
 
 def run_env() -> None:
@@ -367,8 +370,8 @@ def run_env() -> None:
     config = context.config
     settings: Settings = config.attributes.get("flux_settings") or Settings.from_env()
     directives = config.attributes.get("process_revision_directives")
-    manifest_metadata = _manifest_metadata(settings)
-    metadata = manifest_metadata if directives is not None else None  # only autogenerate compares
+    built = manifest_metadata(settings)
+    metadata = built if directives is not None else None  # only autogenerate compares
 
     def migrate(connection: Connection) -> None:
         is_postgres = connection.dialect.name == "postgresql"
@@ -387,7 +390,7 @@ def run_env() -> None:
             with context.begin_transaction():
                 context.run_migrations()
                 if directives is None:  # a real upgrade or downgrade, not autogenerate's comparison
-                    sync_change_triggers(connection, manifest_metadata)
+                    sync_change_triggers(connection, built)
         finally:
             if is_postgres:
                 connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
