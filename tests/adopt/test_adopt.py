@@ -306,3 +306,14 @@ def test_the_acceptance_tests_pass_on_an_adopted_database() -> None:
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout
     assert "failed" not in result.stdout
+
+
+def test_a_policy_over_a_converted_column_is_recreated_as_it_was(earlier: str, tmp_path: Path) -> None:
+    sql(earlier, "CREATE POLICY goals_tagged ON goals AS RESTRICTIVE FOR SELECT USING (class_tags IS NOT NULL)")
+    policy = "SELECT permissive, cmd, roles::text, qual FROM pg_policies WHERE policyname = 'goals_tagged'"
+    before = sql(earlier, policy)
+    result = adopt(earlier, "--revision-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "policy goals_tagged on goals: reads goals.class_tags: dropped before the conversion" in result.output
+    assert sql(earlier, policy) == before
+    assert column_type(earlier, "goals", "class_tags") == "jsonb"

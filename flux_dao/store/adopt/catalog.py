@@ -80,6 +80,9 @@ class LivePolicy:
     roles: tuple[str, ...]
     using: str | None
     check: str | None
+    permissive: bool = True
+    reads: frozenset[tuple[str, str]] = frozenset()
+    """(table, column) pairs its expressions read: PostgreSQL refuses to change such a column's type."""
 
 
 @dataclass(frozen=True)
@@ -170,9 +173,18 @@ ORDER BY t.relname, i.relname
 """
 
 _POLICIES = """
-SELECT tablename, policyname, cmd, roles::text[], qual, with_check
-FROM pg_policies WHERE schemaname = current_schema() AND tablename = ANY(:tables)
-ORDER BY tablename, policyname
+SELECT p.tablename, p.policyname, p.cmd, p.roles::text[], p.qual, p.with_check, p.permissive = 'PERMISSIVE',
+       ARRAY(SELECT ARRAY[source.relname::text, a.attname::text]
+             FROM pg_policy pol
+             JOIN pg_class t ON t.oid = pol.polrelid
+             JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                              AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+             JOIN pg_class source ON source.oid = d.refobjid
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+             WHERE pol.polname = p.policyname AND t.relname = p.tablename
+               AND t.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = p.schemaname))
+FROM pg_policies p WHERE p.schemaname = current_schema() AND p.tablename = ANY(:tables)
+ORDER BY p.tablename, p.policyname
 """
 
 _TRIGGERS = """
@@ -230,8 +242,10 @@ def read_catalog(connection: Connection, tables: Iterable[str]) -> LiveSchema:
         index = LiveIndex(str(name), tuple(cols), bool(unique), bool(primary), constraint, bool(plain), str(definition))
         indexes.setdefault(str(table), []).append(index)
     policies: dict[str, list[LivePolicy]] = {}
-    for table, name, command, roles, using, check in _rows(connection, _POLICIES, tables=names):
-        policies.setdefault(str(table), []).append(LivePolicy(str(name), str(command), tuple(roles), using, check))
+    for table, name, command, roles, using, check, permissive, read in _rows(connection, _POLICIES, tables=names):
+        pairs = frozenset((str(source), str(column)) for source, column in read)
+        policy = LivePolicy(str(name), str(command), tuple(roles), using, check, bool(permissive), pairs)
+        policies.setdefault(str(table), []).append(policy)
     triggers: dict[str, list[tuple[str, str]]] = {}
     for table, name, definition in _rows(connection, _TRIGGERS, tables=names):
         triggers.setdefault(str(table), []).append((str(name), str(definition)))

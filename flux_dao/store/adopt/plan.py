@@ -119,6 +119,7 @@ def plan_adoption(live: LiveSchema, metadata: sa.MetaData) -> Plan:
             if any(phase is Phase.CONVERT for phase, _ in step.sql):
                 converted.add((table.name, step.subject.rsplit(".", 1)[-1]))
             steps.append(step)
+    steps += _policy_steps(live, converted)
     steps += _view_steps(live.views, converted, set(live.tables))
     return Plan(tuple(steps), tuple(_notes(live, metadata)))
 
@@ -393,6 +394,27 @@ def _unique_steps(table: sa.Table, unique: sa.UniqueConstraint, take: Any) -> It
     guard = Guard(table.name, _duplicates(table.name, columns), f"share a {', '.join(columns)}", columns[0])
     sql = _compiled(sa.schema.AddConstraint(unique))
     yield Step(Kind.SAFE, subject, "added; no two rows share a value", ((Phase.CONSTRAINTS, sql),), guard)
+
+
+def _policy_steps(live: LiveSchema, converted: set[tuple[str, str]]) -> list[Step]:
+    """Policies whose expressions read a converted column are dropped first and recreated last, as they were."""
+    steps = []
+    for table in live.tables.values():
+        for policy in table.policies:
+            reads = sorted(f"{s}.{c}" for s, c in policy.reads & converted)
+            if not reads:
+                continue
+            on = f"{_QUOTE(policy.name)} ON {_QUOTE(table.name)}"
+            create = (
+                f"CREATE POLICY {on} AS {'PERMISSIVE' if policy.permissive else 'RESTRICTIVE'} FOR {policy.command}"
+            )
+            create += " TO " + ", ".join(r if r.lower() == "public" else _QUOTE(r) for r in policy.roles)
+            create += f" USING ({policy.using})" if policy.using else ""
+            create += f" WITH CHECK ({policy.check})" if policy.check else ""
+            sql = ((Phase.DROP_VIEWS, f"DROP POLICY {on}"), (Phase.VIEWS, create))
+            words = f"reads {', '.join(reads)}: dropped before the conversion, recreated after it as it was"
+            steps.append(Step(Kind.REPRESENTATION, f"policy {policy.name} on {table.name}", words, sql))
+    return steps
 
 
 def _view_steps(views: Mapping[str, LiveView], converted: set[tuple[str, str]], tables: set[str]) -> list[Step]:
