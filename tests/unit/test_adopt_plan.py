@@ -36,7 +36,10 @@ def _default(column: sa.Column[Any]) -> str | None:
 
 def _live_table(table: sa.Table) -> LiveTable:
     """``table`` as PostgreSQL's catalog would describe it had the migrations made it."""
-    columns = {c.name: LiveColumn(c.name, postgres_type(c.type), bool(c.nullable), _default(c)) for c in table.columns}
+    columns = {
+        c.name: LiveColumn(c.name, postgres_type(c.type), bool(c.nullable), _default(c), c.comment)
+        for c in table.columns
+    }
     checks = tuple(
         LiveCheck(
             str(c.name),
@@ -256,3 +259,8 @@ def test_row_level_security_is_listed_with_whether_it_applies(
     notes = plan_adoption(live, METADATA).notes
     assert notes[0] == "row-level security is on for users: users_own (ALL, USING (id = auth.uid()))"
     assert expected in notes[1]
+
+
+def test_a_missing_description_becomes_the_column_comment() -> None:
+    plan = plan_adoption(_live(users=_with_column("users", LiveColumn("profile", "jsonb", True, None))), METADATA)
+    assert plan.statements == ["COMMENT ON COLUMN users.profile IS 'Free-form profile object.'"]

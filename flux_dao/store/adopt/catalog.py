@@ -36,6 +36,7 @@ class LiveColumn:
     type: str
     nullable: bool
     default: str | None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ def _rows(connection: Connection, sql: str, **params: object) -> list[tuple[Any,
 
 _COLUMNS = """
 SELECT c.relname, pg_get_userbyid(c.relowner), c.relrowsecurity, c.relforcerowsecurity,
-       a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
+       a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+       col_description(c.oid, a.attnum)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -226,9 +228,10 @@ def read_catalog(connection: Connection, tables: Iterable[str]) -> LiveSchema:
     names = sorted(tables)
     columns: dict[str, dict[str, LiveColumn]] = {}
     heads: dict[str, tuple[str, bool, bool]] = {}
-    for table, owner, rls, forced, name, type_, nullable, default in _rows(connection, _COLUMNS, tables=names):
+    for table, owner, rls, forced, name, type_, nullable, default, comment in _rows(connection, _COLUMNS, tables=names):
         heads[str(table)] = (str(owner), bool(rls), bool(forced))
-        columns.setdefault(str(table), {})[str(name)] = LiveColumn(str(name), str(type_), bool(nullable), default)
+        column = LiveColumn(str(name), str(type_), bool(nullable), default, comment)
+        columns.setdefault(str(table), {})[str(name)] = column
     checks: dict[str, list[LiveCheck]] = {}
     keys: dict[str, list[LiveForeignKey]] = {}
     for table, name, kind, definition, cols, target, on_delete in _rows(connection, _CONSTRAINTS, tables=names):

@@ -155,6 +155,9 @@ def _add_column(table: sa.Table, column: sa.Column[Any], live: LiveTable) -> Ste
     subject = f"{table.name}.{column.name}"
     spec = _compiled(sa.schema.CreateColumn(column))
     sql = [(Phase.ADD_COLUMNS, f"ALTER TABLE {_QUOTE(table.name)} ADD COLUMN {spec}")]
+    if column.comment:
+        comment = f"COMMENT ON COLUMN {_QUOTE(table.name)}.{_QUOTE(column.name)} IS {_literal(column.comment)}"
+        sql.append((Phase.COLUMNS, comment))
     default = _target_default(column)
     if not column.nullable and default is None:
         guard = Guard(table.name, "true", f"exist, and {column.name} is required with no default to give them")
@@ -188,6 +191,10 @@ def _column_steps(table: sa.Table, column: sa.Column[Any], live: LiveColumn) -> 
             "accepts NULL (the manifest makes it optional)",
             ((Phase.COLUMNS, f"{alter} DROP NOT NULL"),),
         )
+    if (column.comment or None) != live.comment:
+        comment = _literal(column.comment) if column.comment else "NULL"
+        sql = f"COMMENT ON COLUMN {_QUOTE(table.name)}.{_QUOTE(column.name)} IS {comment}"
+        yield Step(Kind.SAFE, subject, f"comment set to the manifest's description: {comment}", ((Phase.COLUMNS, sql),))
     target = _target_default(column)
     if _same_default(live.default, target):
         return

@@ -8,6 +8,7 @@ compares the result with the manifest the way ``serve`` will; any difference lef
 
 import asyncio
 import enum
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,9 +186,13 @@ def _blocked(connection: Connection, step: Step) -> Blocked | None:
 
 def _write_revision(folder: Path, plan: Plan, *, database: str, heads: tuple[str, ...]) -> Path:
     revision = secrets.token_hex(6)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{revision}_adopt_{''.join(c if c.isalnum() else '_' for c in database)}.py"
-    path.write_text(render_revision(plan, revision=revision, database=database, heads=heads), encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_revision(plan, revision=revision, database=database, heads=heads), encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot write the adoption revision to {folder} ({exc.strerror}): choose a folder with --revision-dir"
+        raise AdoptionError(msg) from exc
     return path
 
 
@@ -199,7 +204,13 @@ def _apply(connection: Connection, path: Path, scripts: ScriptDirectory, metadat
         upgrade()
     context.stamp(scripts, "head")
     sync_change_triggers(connection, metadata)
-    left = database_drift(read_schema(connection, metadata).diffs)
+    comparing = logging.getLogger("alembic.autogenerate")
+    level = comparing.level
+    comparing.setLevel(logging.WARNING)  # its "Detected ..." lines would read as if it were making a migration
+    try:
+        left = database_drift(read_schema(connection, metadata).diffs)
+    finally:
+        comparing.setLevel(level)
     if left:
         listed = "; ".join(str(difference) for difference in left)
         msg = f"after the adoption the database would still differ from the manifest ({listed}); nothing was changed"
