@@ -8,6 +8,7 @@ document its parameters from the same tables (``flux_dao.http.query_docs``).
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from litestar import HttpMethod, Request, Response, Router, get, route
@@ -23,7 +24,7 @@ from flux_dao.http.problems import problem_responses
 from flux_dao.http.query_docs import query_operation
 from flux_dao.http.request import OWN_QUERY_OPT, ListRequest, QueryParser, ReadContext, shaped
 from flux_dao.http.signatures import keyword, set_signature
-from flux_dao.http.writes import id_parameter, write_handlers
+from flux_dao.http.writes import group_update_handlers, id_parameter, write_handlers
 from flux_dao.manifest.names import operation_id
 from flux_dao.manifest.spec import VERSION
 from flux_dao.query.plans import WHOLE_ROWS
@@ -45,6 +46,7 @@ def build_router(
         **write_handlers(resource, repo, location, idempotency),
     }
     handlers = [handler for op in entity.operations for handler in builders[op]()]
+    handlers += group_update_handlers(resource, repo, idempotency)
     handlers += query_handlers(resource, repo, context)
     return Router(
         path=f"/{entity.path}",
@@ -77,8 +79,10 @@ def _options_handler(path: str, allow: str) -> HTTPRouteHandler:
 
 def _list_handler(resource: Resource, repo: ResourceRepository, context: ReadContext) -> HTTPRouteHandler:
     entity = resource.entity
+    if entity.listing.shape == "array":
+        return _array_list_handler(resource, repo, context)
     page_type = resource.schemas.page
-    parser = QueryParser(context.queries[entity.name], listing=True, filtering=True)
+    parser = QueryParser(context.queries[entity.name], listing=True, filtering=True, required=entity.listing.require)
     lists = ListRequest(parser, context.seal)
 
     async def list_rows(request: Request[Any, Any, Any]) -> Any:
@@ -103,6 +107,32 @@ def _list_handler(resource: Resource, repo: ResourceRepository, context: ReadCon
         summary=f"List {entity.name}",
         description=f"A page of {entity.name} matching the filters, in the requested order (default: the "
         "resource's own), with the total of matching rows and `next_cursor` for the next page.",
+        responses=problem_responses(401, 422, 503),
+        operation_class=query_operation(parser),
+        opt={OWN_QUERY_OPT: parser},
+    )(list_rows)
+
+
+def _array_list_handler(resource: Resource, repo: ResourceRepository, context: ReadContext) -> HTTPRouteHandler:
+    """A list declared ``shape: array``: every matching row as a plain JSON array, as the earlier clients read it."""
+    entity = resource.entity
+    required = entity.listing.require
+    parser = QueryParser(context.queries[entity.name], listing=True, filtering=True, paged=False, required=required)
+    lists = ListRequest(parser, context.seal)
+
+    async def list_rows(request: Request[Any, Any, Any]) -> Any:
+        plan = replace(lists.plan(parser.of(request)), count=False)
+        return shaped((await repo.list_page(plan)).items, plan.read)
+
+    read = resource.schemas.read
+    set_signature(list_rows, [keyword("request", Request[Any, Any, Any])], list[read])  # type: ignore[valid-type]
+    scope = f" Requires {', '.join(f'`{name}`' for name in required)}." if required else ""
+    return get(
+        ["/", ""],
+        operation_id=operation_id("list", entity),
+        summary=f"List {entity.name}",
+        description=f"Every {entity.singular} matching the filters as a plain JSON array, in the requested order "
+        f"(default: the list's own).{scope} `limit` and `skip` bound it; there is no total and no cursor.",
         responses=problem_responses(401, 422, 503),
         operation_class=query_operation(parser),
         opt={OWN_QUERY_OPT: parser},

@@ -58,7 +58,9 @@ def _value_schema(resource: ResourceQuery, column: ColumnInfo, item: bool = Fals
     return schemas[kind]
 
 
-def _filter_documents(resource: ResourceQuery, prefix: str = "", own: Iterable[str] = ()) -> list[Parameter]:
+def _filter_documents(
+    resource: ResourceQuery, prefix: str = "", own: Iterable[str] = (), required: Iterable[str] = ()
+) -> list[Parameter]:
     """The filters of ``resource``, or with a prefix those of an embed.
 
     ``own`` names filters left out: a time range's scope (its handler documents it), or the embed's own reference
@@ -79,8 +81,18 @@ def _filter_documents(resource: ResourceQuery, prefix: str = "", own: Iterable[s
         where = f" of the embedded {resource.entity.name}" if prefix else ""
         words = _OPERATOR_WORDS[parameter.operator]
         description = f"Only rows{where} whose `{column.name}` {words}."
-        found.append(_parameter(prefix + parameter.name, schema, description, explode=True if parameter.many else None))
+        needed = parameter.name in required
+        if needed:
+            description += " Required: the list answers one at a time."
+        explode = True if parameter.many else None
+        found.append(_parameter(prefix + parameter.name, schema, description, explode=explode, required=needed))
     return found
+
+
+_SORT: Final = (
+    "Order of the rows: fields, comma-separated; `-` sorts descending. Nulls sort last either way; `id` breaks ties. "
+    "Default: the list's own order. Sortable: {sortable}."
+)
 
 
 def parameters(parser: QueryParser) -> list[Parameter]:
@@ -88,14 +100,22 @@ def parameters(parser: QueryParser) -> list[Parameter]:
     resource = parser.resource
     found: list[Parameter] = []
     if parser.filtering:
-        found += _filter_documents(resource, own=parser.own)
-    if parser.listing:
+        found += _filter_documents(resource, own=parser.own, required=parser.required)
+    if parser.listing and not parser.paged:
         found += [
-            _list_parameter(
-                "sort",
-                "Order of the rows: fields, comma-separated; `-` sorts descending. Nulls sort last either way; `id` "
-                f"breaks ties. Default: the resource's own order. Sortable: {_names(resource.sortable)}.",
+            _list_parameter("sort", _SORT.format(sortable=_names(resource.sortable))),
+            _parameter(
+                "skip", Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=MAX_SKIP), "Rows to skip, default 0."
             ),
+            _parameter(
+                "limit",
+                Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=MAX_LIMIT),
+                f"Most rows to answer (1..{MAX_LIMIT}); default: every matching row.",
+            ),
+        ]
+    elif parser.listing:
+        found += [
+            _list_parameter("sort", _SORT.format(sortable=_names(resource.sortable))),
             _parameter(
                 "skip",  # no documented default: a generated client would send it, and a cursor refuses it
                 Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=MAX_SKIP),
@@ -152,9 +172,11 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(f"`{name}`" for name in names)
 
 
-def _parameter(name: str, schema: Schema | Reference, description: str, *, explode: bool | None = None) -> Parameter:
+def _parameter(
+    name: str, schema: Schema | Reference, description: str, *, explode: bool | None = None, required: bool = False
+) -> Parameter:
     return Parameter(
-        name=name, param_in="query", required=False, schema=schema, description=description, explode=explode
+        name=name, param_in="query", required=required, schema=schema, description=description, explode=explode
     )
 
 

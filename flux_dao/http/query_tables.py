@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux_dao.http.query_values import boolean, converter
-from flux_dao.manifest.columns import LIST_OPERATORS, ColumnInfo, OrderTerm, columns, default_order
+from flux_dao.manifest.columns import LIST_OPERATORS, ColumnInfo, OrderTerm, columns, list_order
 from flux_dao.manifest.relations import Embed
 from flux_dao.manifest.spec import EntitySpec, Operator
 
@@ -66,6 +66,6 @@ def build_resource_queries(
                 convert = boolean if operator == "isnull" else converter(column, item=operator == "contains")
                 filters[name] = FilterParameter(name, column.name, operator, convert)
         registry[entity.name] = ResourceQuery(
-            entity, info, filters, embeds.get(entity.name, {}), default_order(entity), registry
+            entity, info, filters, embeds.get(entity.name, {}), list_order(entity), registry
         )
     return registry

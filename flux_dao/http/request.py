@@ -30,6 +30,7 @@ from flux_dao.query.plans import WHOLE_ROWS, Condition, EmbedPlan, ListPlan, Rea
 __all__ = (
     "DEFAULT_INCLUDE_LIMIT",
     "DEFAULT_LIMIT",
+    "EVERY_ROW",
     "MAX_INCLUDE_DEPTH",
     "MAX_IN_VALUES",
     "MAX_LIMIT",
@@ -44,6 +45,8 @@ __all__ = (
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 500
 MAX_SKIP: Final = 2**31 - 1
+EVERY_ROW: Final = 2**31 - 2
+"""The limit of an array list without ``limit``: every matching row (its ``require``d scope bounds them)."""
 MAX_IN_VALUES: Final = 100
 DEFAULT_INCLUDE_LIMIT: Final = 20
 MAX_INCLUDE_LIMIT: Final = 100
@@ -67,25 +70,42 @@ class ParsedQuery:
     read: ReadPlan = WHOLE_ROWS
     order: tuple[OrderTerm, ...] = ()
     offset: int = 0
-    limit: int = DEFAULT_LIMIT
+    limit: int | None = None
+    """``limit`` as sent; None: the list's default (a page of ``DEFAULT_LIMIT``, or every row of an array list)."""
     count: bool = True
     cursor: str | None = None
 
 
 _LIST_ONLY: Final = frozenset({"sort", "skip", "limit", "count", "cursor"})
+_PAGE_ONLY: Final = frozenset({"count", "cursor"})
+"""What a list answering a plain array does not take: it has no total and no next page."""
 _READ: Final = frozenset({"fields", "include", "include_limit"})
 
 
 class QueryParser:
     """The query-string parser of one read route: which parameter groups it takes, and how each is parsed."""
 
-    def __init__(self, resource: ResourceQuery, *, listing: bool, filtering: bool, own: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        resource: ResourceQuery,
+        *,
+        listing: bool,
+        filtering: bool,
+        own: Iterable[str] = (),
+        paged: bool = True,
+        required: Iterable[str] = (),
+    ) -> None:
         self.resource = resource
         self.listing = listing
         self.filtering = filtering
+        self.paged = paged
+        """A list answering pages (``count``, ``cursor``), not a plain array."""
+        self.required = tuple(required)
+        """Filters every request must send (a list's ``require``)."""
         self.own = frozenset(own)
         """The route's own parameters, declared on its handler and checked by Litestar (a time range's window)."""
-        fixed = set(_READ) | (set(_LIST_ONLY) if listing else set()) | self.own
+        listed = (_LIST_ONLY if paged else _LIST_ONLY - _PAGE_ONLY) if listing else frozenset()
+        fixed = set(_READ) | listed | self.own
         self.fixed = frozenset(fixed)
         self.known = sorted(fixed | (set(resource.filters) if filtering else set()))
 
@@ -109,9 +129,13 @@ class QueryParser:
 
     def parse(self, query: MultiDict[str]) -> ParsedQuery:
         """The parsed query string, or :class:`InvalidInputError` naming every bad parameter."""
-        if not query:
+        if not query and not self.required:
             return _EMPTY
-        problems: list[FieldError] = []
+        problems: list[FieldError] = [
+            _problem(name, "is required: this list answers one " + name + " at a time")
+            for name in self.required
+            if name not in query
+        ]
         values = {name: query.getall(name) for name in dict.fromkeys(query) if name}  # ``?=x`` names nothing
         conditions: list[Condition] = []
         embed_filters: dict[str, list[tuple[str, Condition]]] = {}
@@ -250,7 +274,7 @@ class QueryParser:
                     terms.append(OrderTerm(name, descending=piece.startswith("-")))
             order = with_tie_breaker(tuple(terms))
         skip = _bounded(values["skip"][-1], "skip", 0, MAX_SKIP, problems, 0) if "skip" in values else 0
-        limit = DEFAULT_LIMIT
+        limit = None
         if "limit" in values:
             limit = _bounded(values["limit"][-1], "limit", 1, MAX_LIMIT, problems, DEFAULT_LIMIT)
         count = True
@@ -334,11 +358,12 @@ class ListRequest:
                 after = self.seal.open(parsed.cursor, digest, order, resource.columns)
             except CursorError as exc:
                 raise InvalidCursorError([FieldError("cursor", str(exc))]) from None
+        limit = parsed.limit or (DEFAULT_LIMIT if self.parser.paged else EVERY_ROW)
         return ListPlan(
             conditions=parsed.conditions,
             order=order,
             offset=parsed.offset,
-            limit=parsed.limit,
+            limit=limit,
             count=parsed.count,
             after=after,
             read=parsed.read,

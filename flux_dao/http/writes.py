@@ -36,13 +36,13 @@ from flux_dao.http.openapi import (
 from flux_dao.http.preconditions import etag, expected_version
 from flux_dao.http.problems import problem_responses
 from flux_dao.http.signatures import keyword, query, set_signature
-from flux_dao.manifest.names import operation_id
+from flux_dao.manifest.names import group_operation_id, operation_id
 from flux_dao.manifest.spec import EntitySpec
 from flux_dao.schema.resources import Resource
 from flux_dao.store import ResourceRepository
 from flux_dao.store.db import Connection
 
-__all__ = ("BULK_MAX_ROWS", "id_parameter", "write_handlers")
+__all__ = ("BULK_MAX_ROWS", "group_update_handlers", "id_parameter", "write_handlers")
 
 BULK_MAX_ROWS = 1000
 """Rows one bulk create takes."""
@@ -196,9 +196,12 @@ def _bulk_handler(resource: Resource, repo: ResourceRepository, idempotency: Ide
     )(create_rows)
 
 
-def _update_handler(resource: Resource, repo: ResourceRepository, idempotency: Idempotency) -> HTTPRouteHandler:
-    update, read = resource.schemas.update, resource.schemas.read
-    entity = resource.entity
+def _update_handler(
+    resource: Resource, repo: ResourceRepository, idempotency: Idempotency, group: str | None = None
+) -> HTTPRouteHandler:
+    """PATCH of the row, or with ``group`` of one field group's fields only (``PATCH /{id}/<group>``)."""
+    read, entity = resource.schemas.read, resource.entity
+    update = resource.schemas.update if group is None else resource.schemas.updates[group]
     fields = update.__struct_fields__
     immutable = frozenset(name for name, spec in entity.fields.items() if spec.immutable)
     path, id_param = id_parameter(resource)
@@ -223,20 +226,33 @@ def _update_handler(resource: Resource, repo: ResourceRepository, idempotency: I
         return await _once(request, idempotency, alone, step)
 
     set_signature(update_row, [id_param, keyword("data", json_body(update)), _REQUEST], read)
+    if group is None:
+        summary, scope = f"Update a {entity.singular}", ""
+        fixed = f" Fixed at creation: {', '.join(sorted(immutable))}." if immutable else ""
+    else:
+        summary = f"Update a {entity.singular}'s {group.replace('_', ' ')} fields"
+        scope, fixed = f" Only these fields: {', '.join(f'`{f}`' for f in fields)}; any other key is a 422.", ""
     return patch(
-        path,
-        operation_id=operation_id("update", entity),
-        summary=f"Update a {entity.singular}",
-        description="Partial update: only the keys sent change; `{}` changes nothing. Every change adds one to "
-        '`version` (the answer\'s `ETag`). With `If-Match: "<version>"` the change applies only at that version, '
-        "else 412 with the current one."
+        path if group is None else f"{path}/{group.replace('_', '-')}",
+        operation_id=operation_id("update", entity) if group is None else group_operation_id(entity, group),
+        summary=summary,
+        description="Partial update: only the keys sent change; `{}` changes nothing." + scope + " Every change adds "
+        'one to `version` (the answer\'s `ETag`). With `If-Match: "<version>"` the change applies only at that '
+        "version, else 412 with the current one."
         + (" This resource requires If-Match (428 without it)." if entity.concurrency == "required" else "")
-        + (f" Fixed at creation: {', '.join(sorted(immutable))}." if immutable else ""),
+        + fixed,
         responses=problem_responses(401, 404, 409, 412, 422, *_required(entity), 503),
         response_headers=[ETAG_HEADER, REPLAYED_HEADER_DOC, CONSISTENCY_HEADER_DOC],
         operation_class=_CONDITIONAL,
         opt={"immutable_fields": immutable, STRICT_BODY_OPT: strict},
     )(update_row)
+
+
+def group_update_handlers(
+    resource: Resource, repo: ResourceRepository, idempotency: Idempotency
+) -> list[HTTPRouteHandler]:
+    """One PATCH per field group the manifest declares (``updates:``)."""
+    return [_update_handler(resource, repo, idempotency, group) for group in resource.entity.updates]
 
 
 def _delete_handler(resource: Resource, repo: ResourceRepository, idempotency: Idempotency) -> HTTPRouteHandler:

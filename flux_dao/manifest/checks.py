@@ -30,7 +30,7 @@ __all__ = ("RESERVED_FIELDS", "validate")
 IDENTIFIER: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PATH_SEGMENT: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RESERVED_FIELDS: Final = frozenset(
-    {"id", "created_at", "updated_at", "version", "metadata", "registry"}
+    {"id", "created_at", "updated_at", "version", "registry"}
     | {"skip", "limit", "count", "sort", "cursor", "fields", "include", "include_limit"}
 )
 """Names the engine owns (server-set columns, SQLAlchemy metadata attributes, list query parameters)."""
@@ -56,6 +56,9 @@ def validate(manifest: Manifest) -> None:
             problems.extend(f"{where}, field '{name}': {p}" for p in _field_problems(manifest, name, spec))
         for name, query in entity.queries.items():
             problems.extend(f"{where}, query '{name}': {p}" for p in _query_problems(entity, name, query))
+        for name, group in entity.updates.items():
+            problems.extend(f"{where}, updates '{name}': {p}" for p in _update_group_problems(entity, name, group))
+        problems.extend(f"{where}, list: {p}" for p in _list_problems(entity))
     if problems:
         lines = "\n".join(f"{manifest.source}: {p}" for p in problems)
         raise ManifestError(lines)
@@ -101,9 +104,9 @@ def _entity_problems(entity: EntitySpec) -> Iterator[str]:
             yield f"query name {name!r} must be one lower-case URL segment (a-z, 0-9, -)"
 
 
-def _order_problems(entity: EntitySpec) -> Iterator[str]:
+def _order_problems(entity: EntitySpec, terms: tuple[str, ...] | None = None) -> Iterator[str]:
     columns = {"id", *entity.fields, *entity.timestamps}
-    for term in entity.order_by:
+    for term in entity.order_by if terms is None else terms:
         try:
             field = parse_order(term).field
         except ValueError as exc:
@@ -113,6 +116,40 @@ def _order_problems(entity: EntitySpec) -> Iterator[str]:
             yield f"order_by names unknown field '{field}'"
         elif field in entity.fields and entity.fields[field].type in {"json", "list"}:
             yield f"order_by cannot sort on {entity.fields[field].type} field '{field}'"
+
+
+def _update_group_problems(entity: EntitySpec, name: str, group: tuple[str, ...]) -> Iterator[str]:
+    """A field group is a route segment (``PATCH /conversations/{id}/voice``) listing fields a PATCH may change."""
+    if not IDENTIFIER.match(name):
+        yield "the group's name must be a lower-case identifier (a-z, 0-9, _): it becomes the path segment"
+    if name.replace("_", "-") in entity.queries or name == "bulk":
+        yield f"the path segment '{name.replace('_', '-')}' is taken by a query or the bulk create"
+    if not group:
+        yield "lists no fields"
+    for field in sorted({f for f in group if group.count(f) > 1}):
+        yield f"lists '{field}' twice"
+    for field in dict.fromkeys(group):
+        spec = entity.fields.get(field)
+        if spec is None:
+            owned = " (the server sets it)" if field in {"id", *entity.timestamps, VERSION} else ""
+            yield f"'{field}' is not a field of '{entity.name}'{owned}; fields: {', '.join(entity.fields)}"
+        elif spec.immutable:
+            yield f"'{field}' is immutable (accepted on create only), so no update may change it"
+
+
+def _list_problems(entity: EntitySpec) -> Iterator[str]:
+    listing = entity.listing
+    if listing != type(listing)() and "list" not in entity.operations:
+        yield "the resource has no list operation (operations leaves out 'list')"
+    for field in listing.require:
+        spec = entity.fields.get(field)
+        if spec is None:
+            yield f"require names '{field}', which is not a field of '{entity.name}'"
+        elif "eq" not in spec.operators:
+            yield f"require names '{field}', which has no equality filter: give it 'filter: true' (or [eq, ...])"
+    if len(set(listing.require)) != len(listing.require):
+        yield "require lists a field twice"
+    yield from _order_problems(entity, listing.order_by)
 
 
 def _field_problems(manifest: Manifest, name: str, spec: FieldSpec) -> Iterator[str]:  # noqa: C901 (a flat list)

@@ -18,6 +18,7 @@ __all__ = (
     "OrderTerm",
     "columns",
     "default_order",
+    "list_order",
     "operator_problem",
     "parse_order",
     "with_tie_breaker",
@@ -100,6 +101,13 @@ def default_order(entity: EntitySpec) -> tuple[OrderTerm, ...]:
     if not terms:
         terms = (OrderTerm("created_at", descending=True),) if "created_at" in entity.timestamps else ()
     return with_tie_breaker(terms)
+
+
+def list_order(entity: EntitySpec) -> tuple[OrderTerm, ...]:
+    """The list route's default order: its own ``list.order_by``, else the resource's (:func:`default_order`)."""
+    if not entity.listing.order_by:
+        return default_order(entity)
+    return with_tie_breaker(tuple(parse_order(term) for term in entity.listing.order_by))
 
 
 def with_tie_breaker(terms: tuple[OrderTerm, ...]) -> tuple[OrderTerm, ...]:

@@ -15,6 +15,8 @@ __all__ = (
     "class_name",
     "component_names",
     "enum_name",
+    "group_operation_id",
+    "group_struct_name",
     "index_name",
     "operation_id",
     "operation_ids",
@@ -76,10 +78,21 @@ def query_operation_id(entity: EntitySpec, query: str, explicit: str | None) -> 
     return explicit or f"{query.replace('-', '_')}_{entity.name}"
 
 
+def group_struct_name(entity: EntitySpec, group: str) -> str:
+    """The body of a field group's update: ``ConversationVoiceUpdate``."""
+    return struct_name(entity, pascal(group) + "Update")
+
+
+def group_operation_id(entity: EntitySpec, group: str) -> str:
+    """A field group's update: ``update_conversation_voice``."""
+    return f"{operation_id('update', entity)}_{group}"
+
+
 def component_names(entity: EntitySpec) -> list[str]:
     """Every OpenAPI component the generator makes for ``entity``: collisions across a manifest merge silently."""
     names = [class_name(entity), *(struct_name(entity, role) for role in ("Create", "Update", "Page"))]
     names += [enum_name(entity, f) for f, spec in entity.fields.items() if spec.type == "enum"]
+    names += [group_struct_name(entity, group) for group in entity.updates]
     for query_name, query in entity.queries.items():
         names.append(query_struct_name(entity, query_name))
         if isinstance(query, BulkUpdateQuery):
@@ -91,6 +104,7 @@ def operation_ids(entity: EntitySpec) -> list[str]:
     """Every operationId of ``entity``'s routes."""
     ids = [operation_id(verb, entity) for verb in entity.operations]
     ids += [query_operation_id(entity, name, query.operation_id) for name, query in entity.queries.items()]
+    ids += [group_operation_id(entity, group) for group in entity.updates]
     return ids
 
 

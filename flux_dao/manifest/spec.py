@@ -20,6 +20,8 @@ __all__ = (
     "FieldType",
     "GroupedCountQuery",
     "IndexSpec",
+    "ListShape",
+    "ListSpec",
     "Manifest",
     "OnDelete",
     "Operation",
@@ -164,6 +166,19 @@ class BulkUpdateQuery(_Spec, frozen=True, tag="bulk_update", tag_field="kind"):
 
 
 QuerySpec: TypeAlias = TimeRangeQuery | GroupedCountQuery | BulkUpdateQuery
+ListShape: TypeAlias = Literal["page", "array"]
+"""A list's answer: a page object (items, total, cursor...) or a plain JSON array of the rows."""
+
+
+class ListSpec(_Spec, frozen=True):
+    """How the list route answers: its shape, the filters it requires, its default order."""
+
+    shape: ListShape = "page"
+    """``array``: every matching row as a plain JSON array (``limit`` may bound it; no paging fields, no cursor)."""
+    require: tuple[str, ...] = ()
+    """Fields whose equality filter every list request must send (``?conversation_id=...``): one scope at a time."""
+    order_by: tuple[str, ...] = ()
+    """The list's default order, instead of the resource's ``order_by``."""
 
 
 class EntitySpec(_Spec, frozen=True):
@@ -189,6 +204,11 @@ class EntitySpec(_Spec, frozen=True):
     """Filters on the columns the service owns (``id``, the timestamps and ``version``), e.g.
     ``{created_at: [gte, lt]}``."""
     concurrency: Concurrency = "optional"
+    updates: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    """Field groups, each its own partial update: ``{voice: [voice_session_id, ended_at]}`` serves
+    ``PATCH /{path}/{id}/voice``, which takes those fields only."""
+    listing: ListSpec = msgspec.field(default_factory=ListSpec, name="list")
+    """The list route's shape (``list:`` in the manifest)."""
     changes: bool = True
     """Whether the change feed records this resource's writes (``changes: false`` leaves it out)."""
 

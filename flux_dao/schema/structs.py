@@ -20,7 +20,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from flux_dao.manifest.names import GENERATED_MODULE, class_name, enum_name, struct_name
+from flux_dao.manifest.names import GENERATED_MODULE, class_name, enum_name, group_struct_name, struct_name
 from flux_dao.manifest.relations import Embed
 from flux_dao.manifest.spec import VERSION, EntitySpec, Manifest
 from flux_dao.schema.typemap import annotated_type, lookup
@@ -41,6 +41,8 @@ class EntitySchemas:
     page: StructType
     enums: dict[str, type[enum.StrEnum]]
     """Enum class per enum field."""
+    updates: Mapping[str, StructType]
+    """The body of each field group's update (``updates:`` in the manifest), by group name."""
 
 
 def build_schemas(manifest: Manifest, relations: Mapping[str, Mapping[str, Embed]]) -> dict[str, EntitySchemas]:
@@ -95,10 +97,14 @@ def _entity_schemas(entity: EntitySpec, embedded: list[tuple[str, str]], module:
     )
     return EntitySchemas(
         create=_create_struct(base, entity, enums),
-        update=_update_struct(base, entity, enums),
+        update=_update_struct(struct_name(entity, "Update"), entity, enums),
         read=read,
         page=page,
         enums=enums,
+        updates={
+            group: _update_struct(group_struct_name(entity, group), entity, enums, fields)
+            for group, fields in entity.updates.items()
+        },
     )
 
 
@@ -118,15 +124,18 @@ def _create_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.Str
     return request_struct(struct_name(entity, "Create"), fields)
 
 
-def _update_struct(base: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]]) -> StructType:
+def _update_struct(
+    name_: str, entity: EntitySpec, enums: dict[str, type[enum.StrEnum]], only: Sequence[str] | None = None
+) -> StructType:
+    """Every field a PATCH may change (all but the immutable ones), or the group ``only`` lists."""
     fields: list[tuple[str, Any, Any]] = []
     for name, spec in entity.fields.items():
-        if spec.immutable:
+        if spec.immutable or (only is not None and name not in only):
             continue
         annotation = annotated_type(spec, enums.get(name))
         annotation = annotation | None | UnsetType if spec.nullable else annotation | UnsetType
         fields.append((name, annotation, UNSET))
-    return request_struct(struct_name(entity, "Update"), fields)
+    return request_struct(name_, fields)
 
 
 def _read_struct(

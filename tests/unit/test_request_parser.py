@@ -20,7 +20,14 @@ from flux_dao.errors import InvalidCursorError, InvalidInputError
 from flux_dao.http.cursor import CursorSeal
 from flux_dao.http.query_docs import parameters
 from flux_dao.http.query_tables import build_resource_queries
-from flux_dao.http.request import DEFAULT_INCLUDE_LIMIT, MAX_IN_VALUES, ListRequest, ParsedQuery, QueryParser
+from flux_dao.http.request import (
+    DEFAULT_INCLUDE_LIMIT,
+    EVERY_ROW,
+    MAX_IN_VALUES,
+    ListRequest,
+    ParsedQuery,
+    QueryParser,
+)
 from flux_dao.manifest import load_manifest
 from flux_dao.manifest.columns import OrderTerm
 from flux_dao.manifest.names import enum_name
@@ -436,7 +443,9 @@ def test_without_sort_the_plan_takes_the_resources_default_order() -> None:
 def test_paging_values_are_read() -> None:
     parsed = parse(lister("tasks"), "skip=40&limit=20&count=false")
     assert (parsed.offset, parsed.limit, parsed.count) == (40, 20, False)
-    assert (ParsedQuery().offset, ParsedQuery().limit, ParsedQuery().count) == (0, 100, True)
+    assert (ParsedQuery().offset, ParsedQuery().limit, ParsedQuery().count) == (0, None, True)  # not sent
+    plan = ListRequest(lister("tasks"), SEAL).plan(ParsedQuery())
+    assert (plan.offset, plan.limit, plan.count) == (0, 100, True)  # a page of the default size
 
 
 @pytest.mark.parametrize(
@@ -844,3 +853,29 @@ def answer(parser: QueryParser, text: str) -> list[tuple[str, str]]:
     except InvalidInputError as exc:
         return [(error.field, error.message) for error in exc.errors]
     return []
+
+
+# --- a list declared `shape: array` with `require` ------------------------------------------------------------------
+
+
+def array_lister() -> QueryParser:
+    """``GET /tasks`` as if declared ``list: {shape: array, require: [user_id]}``."""
+    return QueryParser(QUERIES["tasks"], listing=True, filtering=True, paged=False, required=("user_id",))
+
+
+def test_an_array_list_requires_its_scope_and_answers_every_row() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        parse(array_lister(), "")
+    assert [(e.field, e.message) for e in info.value.errors] == [
+        ("user_id", "is required: this list answers one user_id at a time")
+    ]
+    parsed = parse(array_lister(), f"user_id={U1}&status=done")
+    assert ListRequest(array_lister(), SEAL).plan(parsed).limit == EVERY_ROW
+    assert ListRequest(array_lister(), SEAL).plan(parse(array_lister(), f"user_id={U1}&limit=3")).limit == 3
+
+
+@pytest.mark.parametrize("extra", ["cursor=abc", "count=false"])
+def test_an_array_list_takes_no_paging_of_pages(extra: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        parse(array_lister(), f"user_id={U1}&{extra}")
+    assert [e.field for e in info.value.errors] == [extra.split("=", maxsplit=1)[0]]
