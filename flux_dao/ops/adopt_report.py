@@ -10,7 +10,7 @@ __all__ = ("report_lines",)
 _OUTCOME = {
     State.PLANNED: "dry run: nothing was changed; run without --dry-run to apply this plan",
     State.REFUSED: (
-        "refused: nothing was changed. The rows above would lose data; correct them (or the manifest), "
+        "refused: nothing was changed. Correct what is listed above (the rows, the names, or the manifest), "
         "then run `flux-dao adopt` again"
     ),
 }
@@ -36,13 +36,14 @@ def report_lines(adoption: Adoption) -> Iterator[str]:
     yield f"adopting {adoption.database} into flux-dao's migrations (head {heads})"
     blocked = {id(b.step): b for b in adoption.blocked}
     for kind in Kind:
-        steps = [s for s in adoption.plan.of(kind) if id(s) not in blocked]
-        if kind is Kind.LOSES_DATA:
-            lost = [_one_line(str(b)) for b in adoption.blocked]
-            yield ""
-            yield f"Would lose data ({len(lost)}):" if lost else "Would lose data: nothing"
-            yield from (f"  - {line}" for line in lost)
+        if kind is Kind.LOSES_DATA or kind is Kind.BLOCKED:
+            refused = [b for b in adoption.blocked if (b.step.kind is Kind.BLOCKED) == (kind is Kind.BLOCKED)]
+            if refused or kind is Kind.LOSES_DATA:
+                yield ""
+                yield f"{kind.capitalize()} ({len(refused)}):" if refused else f"{kind.capitalize()}: nothing"
+                yield from (f"  - {_one_line(str(b))}" for b in refused)
             continue
+        steps = [s for s in adoption.plan.of(kind) if id(s) not in blocked]
         if steps:
             yield ""
             yield f"{kind.capitalize()} ({len(steps)}):"

@@ -48,13 +48,18 @@ def is_loopback(host: str) -> bool:
 
 
 class FluxDaoGroup(click.Group):
-    """The command group: a database that cannot be reached ends any command with one line, not a traceback."""
+    """The command group: an unreachable database or an alembic refusal ends any command with one line."""
 
     def invoke(self, ctx: click.Context) -> object:
+        from alembic.util.exc import CommandError  # noqa: PLC0415 (alembic loads only for the commands that use it)
+
         try:
             return super().invoke(ctx)
         except DatabaseUnreachableError as exc:
             raise click.ClickException(str(exc)) from None
+        except CommandError as exc:  # a revision the database names and the migrations lack, and the like
+            msg = f"migrations: {exc}"
+            raise click.ClickException(msg) from None
 
 
 def log_format_for(configured: str, command: str | None) -> str:
@@ -159,6 +164,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_migrate: bo
     _refuse_drift(_head_drift(settings), "its migrations")
     migrations = "skipped (--no-migrate)"
     if not no_migrate:  # with --no-migrate, /ready says whether the database matches (schema-drift)
+        _refuse_unadopted(settings)
         migrations = _moved(upgrade(settings), "head", "upgraded")
         _refuse_drift(live_drift(settings), "the database")
     if not settings.has_keys:
@@ -210,6 +216,7 @@ def migrate(ctx: click.Context, revision: str) -> None:
     settings = _settings(ctx)
     _load_or_exit(settings)
     _require_migrations(settings)
+    _refuse_unadopted(settings)
     click.echo(_moved(upgrade(settings, revision), revision, "upgraded"))
     if revision == "head":
         _refuse_drift(live_drift(settings), "the database")
@@ -437,6 +444,20 @@ def _moved(move: "Move", target: str, verb: str) -> str:
     if move.before == move.after:
         return f"already at {target} ({_revisions(move.after)})"
     return f"database {verb} from {_revisions(move.before)} to {_revisions(move.after)}"
+
+
+def _refuse_unadopted(settings: Settings) -> None:
+    """Exit 1 before migrating a database another tool made (its tables exist, no migration history)."""
+    from flux_dao.store.migrations import unadopted_tables  # noqa: PLC0415
+
+    tables = unadopted_tables(settings)
+    if tables:
+        msg = (
+            f"the database already has the manifest's tables ({', '.join(tables)}) but no migration history: "
+            "another tool made it. Bring it under flux-dao's migrations with `flux-dao adopt --dry-run`, then "
+            "`flux-dao adopt` (README: Adopting an existing database)"
+        )
+        raise click.ClickException(msg)
 
 
 def _require_migrations(settings: Settings) -> None:

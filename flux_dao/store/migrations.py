@@ -55,6 +55,7 @@ __all__ = (
     "run_env",
     "schema_diff",
     "spelled_default",
+    "unadopted_tables",
     "upgrade",
 )
 
@@ -226,7 +227,20 @@ def read_schema(connection: Connection, metadata: sa.MetaData | None = None) -> 
         connection,
         opts={**COMPARISON, "include_name": lambda name, kind, _: kind != "table" or name in tables},
     )
-    return Schema(current, list(compare_metadata(context, metadata)))
+    with _quiet("alembic.autogenerate"):  # its "Detected ..." lines would read as if a migration were being made
+        return Schema(current, list(compare_metadata(context, metadata)))
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Logger ``name`` says nothing below WARNING for the block: drift is reported in words, not in its lines."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 async def inspect_schema(
@@ -254,6 +268,31 @@ class Move(NamedTuple):
 
     before: tuple[str, ...]
     after: tuple[str, ...]
+
+
+def unadopted_tables(settings: Settings) -> list[str]:
+    """The manifest's tables a database without any migration history already holds: another tool made them.
+
+    Migrating it would try to create them again; ``flux-dao adopt`` is the way in. Empty for a database at some
+    revision, or one that has none of the tables.
+    """
+    database = settings.database.for_migrations()
+    url = sa.engine.make_url(database.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return []
+    wanted = [t.name for t in manifest_metadata(settings).sorted_tables]
+
+    def read(connection: Connection) -> list[str]:
+        if MigrationContext.configure(connection).get_current_heads():
+            return []
+        present = set(sa.inspect(connection).get_table_names())
+        return [name for name in wanted if name in present]
+
+    async def run() -> list[str]:
+        async with connect_once(database) as conn:
+            return await conn.run_sync(read)
+
+    return asyncio.run(run())
 
 
 def _move(settings: Settings, run: Callable[[Config], None]) -> Move:

@@ -317,3 +317,64 @@ def test_a_policy_over_a_converted_column_is_recreated_as_it_was(earlier: str, t
     assert "policy goals_tagged on goals: reads goals.class_tags: dropped before the conversion" in result.output
     assert sql(earlier, policy) == before
     assert column_type(earlier, "goals", "class_tags") == "jsonb"
+
+
+def test_another_tools_migration_history_is_refused_not_taken_for_ours(earlier: str) -> None:
+    sql(earlier, "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+    sql(earlier, "INSERT INTO alembic_version VALUES ('0a1b2c3d4e5f')")
+    result = adopt(earlier, "--dry-run")
+    assert result.exit_code == 1
+    assert "holds 0a1b2c3d4e5f, which is none of flux-dao's revisions" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_views_come_back_with_their_options_and_text_as_written(earlier: str, tmp_path: Path) -> None:
+    sql(
+        earlier,
+        "CREATE VIEW goal_tags_sec WITH (security_invoker = true, security_barrier = true) AS "
+        "SELECT id, class_tags FROM goals WHERE title <> 'x :foo'",
+    )
+    options = "SELECT reloptions::text FROM pg_class WHERE relname = 'goal_tags_sec'"
+    before = sql(earlier, options)
+    result = adopt(earlier, "--revision-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert sql(earlier, options) == before
+    assert "x :foo" in str(sql(earlier, "SELECT pg_get_viewdef('goal_tags_sec'::regclass)")[0][0])
+
+
+def test_a_check_that_was_never_validated_is_checked_against_the_rows(earlier: str, tmp_path: Path) -> None:
+    log = earlier_id("notification_log", 0, "stretch_call")
+    sql(
+        earlier,
+        "ALTER TABLE notification_log DROP CONSTRAINT notification_log_channel_check",
+        f"UPDATE notification_log SET channel = 'sms' WHERE id = '{log}'",
+        "ALTER TABLE notification_log ADD CONSTRAINT notification_log_channel_check "
+        "CHECK (channel IN ('push', 'whatsapp', 'call')) NOT VALID",
+    )
+    result = adopt(earlier, "--revision-dir", str(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert "call, push, whatsapp (not validated: older rows were never checked)" in result.output
+    assert f"1 row has a channel outside call, push, whatsapp ('sms': 1); e.g. id {log}" in result.output
+    untouched(earlier)
+
+
+def test_names_held_by_other_objects_and_columns_the_plan_adds(earlier: str, tmp_path: Path) -> None:
+    sql(earlier, "CREATE INDEX ix_goals_completed_at ON goals (title)", "ALTER TABLE tasks DROP COLUMN trigger_type")
+    result = adopt(earlier, "--dry-run")
+    assert result.exit_code == 1, result.output
+    assert "Cannot be done automatically (1):" in result.output
+    assert "the database already has another object named ix_goals_completed_at" in result.output
+    assert "tasks.trigger_type: added as text with default 'time'" in result.output  # no guard on a new column
+    sql(earlier, "DROP INDEX ix_goals_completed_at")
+    applied = adopt(earlier, "--revision-dir", str(tmp_path))
+    assert applied.exit_code == 0, applied.output
+    assert sql(earlier, "SELECT DISTINCT trigger_type FROM tasks") == [("time",)]
+
+
+def test_migrate_on_a_database_another_tool_made_points_at_adopt(earlier: str) -> None:
+    env = {"FLUX_DAO_DATABASE_URL": _url(earlier), "FLUX_DAO_MANIFEST": str(MANIFEST)}
+    result = CliRunner().invoke(main, ["migrate"], env=env)
+    assert result.exit_code == 1
+    assert "already has the manifest's tables" in result.output
+    assert "flux-dao adopt" in result.output
+    untouched(earlier)

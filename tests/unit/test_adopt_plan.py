@@ -18,7 +18,7 @@ from flux_dao.store.adopt.catalog import (
     LiveTable,
     LiveView,
 )
-from flux_dao.store.adopt.plan import DIALECT, Kind, Phase, Plan, Step, plan_adoption, postgres_type
+from flux_dao.store.adopt.plan import DIALECT, Kind, Phase, Plan, Step, enum_values, plan_adoption, postgres_type
 from tests.conftest import MANIFEST
 
 METADATA = build_resources(load_manifest(MANIFEST)).metadata
@@ -34,21 +34,20 @@ def _default(column: sa.Column[Any]) -> str | None:
     return str(arg.compile(dialect=DIALECT)) if not isinstance(arg, sa.TextClause) else arg.text
 
 
+def _live_check(check: sa.CheckConstraint) -> LiveCheck:
+    """An enum's CHECK as PostgreSQL spells it back: ``CHECK ((status = ANY (ARRAY['a'::text, ...])))``."""
+    (column,) = {c.name for c in sa.sql.visitors.iterate(check.sqltext) if isinstance(c, sa.ColumnClause)}
+    values = ", ".join(f"'{v}'::text" for v in check.sqltext.right.value)  # type: ignore[attr-defined]
+    return LiveCheck(str(check.name), (column,), f"CHECK (({column} = ANY (ARRAY[{values}])))")
+
+
 def _live_table(table: sa.Table) -> LiveTable:
     """``table`` as PostgreSQL's catalog would describe it had the migrations made it."""
     columns = {
         c.name: LiveColumn(c.name, postgres_type(c.type), bool(c.nullable), _default(c), c.comment)
         for c in table.columns
     }
-    checks = tuple(
-        LiveCheck(
-            str(c.name),
-            (next(iter(col.name for col in sa.sql.visitors.iterate(c.sqltext) if isinstance(col, sa.ColumnClause))),),
-            "CHECK ((x = ANY (ARRAY[" + ", ".join(f"'{v}'::text" for v in c.sqltext.right.value) + "])))",  # type: ignore[attr-defined]
-        )
-        for c in table.constraints
-        if isinstance(c, sa.CheckConstraint)
-    )
+    checks = tuple(_live_check(c) for c in table.constraints if isinstance(c, sa.CheckConstraint))
     keys = tuple(
         LiveForeignKey(str(k.name), tuple(k.column_keys), k.referred_table.name, (k.ondelete or "NO ACTION").upper())
         for k in table.foreign_key_constraints
@@ -69,7 +68,8 @@ def _live_table(table: sa.Table) -> LiveTable:
 
 def _live(**changed: LiveTable) -> LiveSchema:
     tables = {t.name: _live_table(t) for t in METADATA.sorted_tables}
-    return LiveSchema("public", tables | changed, {}, "postgres", role_bypasses_rls=True)
+    every = frozenset(tables)
+    return LiveSchema("public", tables | changed, {}, "postgres", role_bypasses_rls=True, altered_by_role=every)
 
 
 def _with_column(table: str, column: LiveColumn) -> LiveTable:
@@ -146,7 +146,7 @@ def test_a_missing_required_column_without_default_would_lose_data() -> None:
         _live(tasks=replace(base, columns={k: v for k, v in base.columns.items() if k != "title"})), METADATA
     )
     step = _step(plan, "tasks.title")
-    assert step.kind is Kind.LOSES_DATA
+    assert step.kind is Kind.BLOCKED
     assert step.guard is not None
     assert step.guard.condition == "true"
 
@@ -221,7 +221,7 @@ def test_views_over_a_converted_column_are_dropped_dependents_first_and_recreate
         " SELECT class_tags FROM by_tag;",
         "flux",
         frozenset({("by_tag", "class_tags")}),
-        grants=(("reader", "SELECT"),),
+        grants=(("reader", "SELECT", True),),
     )
     other = LiveView("titles", False, " SELECT title FROM goals;", "postgres", frozenset({("goals", "title")}))
     plan = plan_adoption(replace(live, views={"top_tags": top, "by_tag": base, "titles": other}), METADATA)
@@ -233,7 +233,7 @@ def test_views_over_a_converted_column_are_dropped_dependents_first_and_recreate
         "ALTER MATERIALIZED VIEW by_tag OWNER TO postgres",
         "CREATE VIEW top_tags AS SELECT class_tags FROM by_tag",
         "ALTER VIEW top_tags OWNER TO flux",
-        "GRANT SELECT ON top_tags TO reader",
+        "GRANT SELECT ON top_tags TO reader WITH GRANT OPTION",
     ]
     assert _step(plan, "view titles").kind is Kind.KEPT
 
@@ -264,3 +264,94 @@ def test_row_level_security_is_listed_with_whether_it_applies(
 def test_a_missing_description_becomes_the_column_comment() -> None:
     plan = plan_adoption(_live(users=_with_column("users", LiveColumn("profile", "jsonb", True, None))), METADATA)
     assert plan.statements == ["COMMENT ON COLUMN users.profile IS 'Free-form profile object.'"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "values"),
+    [
+        ("CHECK ((status = ANY (ARRAY['a'::text, 'b'::text])))", {"a", "b"}),
+        (
+            "CHECK (((status)::text = ANY ((ARRAY['a'::character varying, 'it''s'::character varying])::text[])))",
+            {"a", "it's"},
+        ),
+        ("CHECK ((status = 'a'::text))", {"a"}),
+        ("CHECK ((status = ANY (ARRAY['a'::text]))) NOT VALID", {"a"}),
+        ("CHECK ((status <> ALL (ARRAY['a'::text, 'b'::text])))", None),  # NOT IN: the opposite rule
+        ("CHECK ((length(status) < 20))", None),
+        ("CHECK ((other = ANY (ARRAY['a'::text])))", None),
+        ("CHECK (((status = 'a'::text) OR (status = lower(status))))", None),
+    ],
+)
+def test_only_an_in_list_on_the_column_counts_as_an_enum_check(definition: str, values: set[str] | None) -> None:
+    assert enum_values(definition, "status") == (frozenset(values) if values is not None else None)
+
+
+def test_a_users_own_check_on_an_enum_column_is_kept() -> None:
+    base = _live_table(METADATA.tables["tasks"])
+    own = LiveCheck("tasks_status_len", ("status",), "CHECK ((length(status) < 20))")
+    plan = plan_adoption(_live(tasks=replace(base, checks=(*base.checks, own))), METADATA)
+    assert plan.statements == []
+    assert _step(plan, "constraint tasks_status_len on tasks").kind is Kind.KEPT
+
+
+def test_a_name_another_object_holds_is_refused_not_reused() -> None:
+    base = _live_table(METADATA.tables["goals"])
+    indexes = tuple(i for i in base.indexes if i.name != "ix_goals_completed_at")
+    live = replace(_live(goals=replace(base, indexes=indexes)), relations=frozenset({"ix_goals_completed_at"}))
+    step = _step(plan_adoption(live, METADATA), "index ix_goals_completed_at (completed_at) on goals")
+    assert step.kind is Kind.BLOCKED
+    assert step.sql == ()
+
+
+def test_a_guard_on_a_column_the_plan_adds_is_dropped() -> None:
+    base = _live_table(METADATA.tables["tasks"])
+    columns = {k: v for k, v in base.columns.items() if k != "trigger_type"}
+    checks = tuple(c for c in base.checks if c.columns != ("trigger_type",))
+    plan = plan_adoption(_live(tasks=replace(base, columns=columns, checks=checks)), METADATA)
+    added, check = [s for s in plan.steps if s.subject == "tasks.trigger_type"]
+    assert added.sql[0][1].startswith("ALTER TABLE tasks ADD COLUMN trigger_type TEXT DEFAULT 'time' NOT NULL")
+    assert check.sql[0][1].startswith("ALTER TABLE tasks ADD CONSTRAINT ck_tasks_trigger_type CHECK")
+    assert check.guard is None  # its rows all hold the default
+
+
+def test_a_table_the_role_may_not_alter_is_refused() -> None:
+    live = replace(
+        _live(goals=_with_column("goals", LiveColumn("class_tags", "text[]", True, None))),
+        altered_by_role=frozenset(t.name for t in METADATA.sorted_tables if t.name != "goals"),
+    )
+    assert _step(plan_adoption(live, METADATA), "table goals").kind is Kind.BLOCKED
+
+
+def test_a_postgres_enum_becomes_text_and_a_uuid_in_text_becomes_uuid() -> None:
+    goals = _with_column("goals", LiveColumn("status", "goal_status", False, "'active'::goal_status", None, True))
+    tasks = _with_column("tasks", LiveColumn("goal_id", "text", True, None))
+    plan = plan_adoption(_live(goals=goals, tasks=tasks), METADATA)
+    assert _step(plan, "goals.status").sql == (
+        (Phase.CONVERT, "ALTER TABLE goals ALTER COLUMN status DROP DEFAULT"),
+        (Phase.CONVERT, "ALTER TABLE goals ALTER COLUMN status TYPE text USING status::text"),
+        (Phase.COLUMNS, "ALTER TABLE goals ALTER COLUMN status SET DEFAULT 'active'"),
+    )
+    uuid_step = _step(plan, "tasks.goal_id")
+    assert uuid_step.sql == ((Phase.CONVERT, "ALTER TABLE tasks ALTER COLUMN goal_id TYPE uuid USING goal_id::uuid"),)
+    assert uuid_step.guard is not None
+    assert "!~*" in uuid_step.guard.condition
+
+
+def test_a_view_is_recreated_with_its_options_data_state_and_extras() -> None:
+    live = _live(goals=_with_column("goals", LiveColumn("class_tags", "text[]", True, None)))
+    view = LiveView(
+        "tags",
+        True,
+        " SELECT class_tags FROM goals;",
+        "postgres",
+        frozenset({("goals", "class_tags")}),
+        options=("security_barrier=true",),
+        populated=False,
+        extras=("COMMENT ON COLUMN tags.class_tags IS 'tags'",),
+    )
+    plan = plan_adoption(replace(live, views={"tags": view}), METADATA)
+    assert plan.statements[-3:] == [
+        "CREATE MATERIALIZED VIEW tags WITH (security_barrier=true) AS SELECT class_tags FROM goals WITH NO DATA",
+        "ALTER MATERIALIZED VIEW tags OWNER TO postgres",
+        "COMMENT ON COLUMN tags.class_tags IS 'tags'",
+    ]

@@ -37,6 +37,8 @@ class LiveColumn:
     nullable: bool
     default: str | None
     comment: str | None = None
+    enum: bool = False
+    """Its type is a PostgreSQL enum (``CREATE TYPE ... AS ENUM``)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class LiveCheck:
     name: str
     columns: tuple[str, ...]
     definition: str
+    validated: bool = True
+    """False for a CHECK added ``NOT VALID``: rows from before it may break it."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class LiveIndex:
     primary: bool
     constraint: str | None
     plain: bool
-    """On columns only, without an expression or a WHERE: the kind the manifest declares."""
+    """The kind the manifest declares: a B-tree on columns only, ascending, default operator classes, no WHERE."""
     definition: str
 
 
@@ -114,9 +118,15 @@ class LiveView:
     reads: frozenset[tuple[str, str]]
     """(relation, column) pairs it reads: a table's or another view's."""
     indexes: tuple[str, ...] = ()
-    grants: tuple[tuple[str, str], ...] = ()
-    """(grantee, privilege) pairs besides the owner's own."""
+    grants: tuple[tuple[str, str, bool], ...] = ()
+    """(grantee, privilege, with grant option) besides the owner's own."""
     comment: str | None = None
+    options: tuple[str, ...] = ()
+    """Its ``WITH (...)`` options: ``security_invoker=true``, ``security_barrier=true``, ``check_option=local``."""
+    populated: bool = True
+    """False for a materialized view made ``WITH NO DATA`` and never refreshed."""
+    extras: tuple[str, ...] = ()
+    """Statements that give it back what hangs on it: INSTEAD OF triggers, rules, column comments and defaults."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,12 @@ class LiveSchema:
     role: str = ""
     role_bypasses_rls: bool = False
     """A superuser or a role with BYPASSRLS: row-level security never applies to it."""
+    relations: frozenset[str] = frozenset()
+    """Every relation name of the schema (tables, views, indexes, sequences): one namespace for new indexes."""
+    can_create: bool = True
+    """Whether the role may create tables and indexes in the schema."""
+    altered_by_role: frozenset[str] = frozenset()
+    """Tables the role may ALTER: it owns them (or is a member of their owner's role) or is a superuser."""
 
 
 def _rows(connection: Connection, sql: str, **params: object) -> list[tuple[Any, ...]]:
@@ -138,10 +154,11 @@ def _rows(connection: Connection, sql: str, **params: object) -> list[tuple[Any,
 _COLUMNS = """
 SELECT c.relname, pg_get_userbyid(c.relowner), c.relrowsecurity, c.relforcerowsecurity,
        a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
-       col_description(c.oid, a.attnum)
+       col_description(c.oid, a.attnum), ty.typtype = 'e'
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY(:tables)
 ORDER BY c.relname, a.attnum
@@ -151,7 +168,7 @@ _CONSTRAINTS = """
 SELECT c.relname, con.conname, con.contype::text, pg_get_constraintdef(con.oid),
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(num, pos)
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.pos),
-       target.relname, con.confdeltype::text
+       target.relname, con.confdeltype::text, con.convalidated
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -162,11 +179,16 @@ ORDER BY c.relname, con.conname
 
 _INDEXES = """
 SELECT t.relname, i.relname, ix.indisunique, ix.indisprimary, con.conname,
-       ix.indexprs IS NULL AND ix.indpred IS NULL, pg_get_indexdef(ix.indexrelid),
+       ix.indexprs IS NULL AND ix.indpred IS NULL AND am.amname = 'btree'
+         AND NOT EXISTS (SELECT 1 FROM unnest(ix.indoption::int2[]) AS o(flags) WHERE o.flags <> 0)
+         AND NOT EXISTS (SELECT 1 FROM unnest(ix.indclass::oid[]) AS k(opclass)
+                         JOIN pg_opclass oc ON oc.oid = k.opclass WHERE NOT oc.opcdefault),
+       pg_get_indexdef(ix.indexrelid),
        ARRAY(SELECT a.attname FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(num, pos)
              JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.num ORDER BY k.pos)
 FROM pg_index ix
 JOIN pg_class i ON i.oid = ix.indexrelid
+JOIN pg_am am ON am.oid = i.relam
 JOIN pg_class t ON t.oid = ix.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 LEFT JOIN pg_constraint con ON con.conindid = ix.indexrelid AND con.conrelid = t.oid AND con.contype IN ('p', 'u')
@@ -201,8 +223,21 @@ SELECT v.relname, v.relkind = 'm', pg_get_viewdef(v.oid), pg_get_userbyid(v.relo
        obj_description(v.oid, 'pg_class'),
        ARRAY(SELECT pg_get_indexdef(ix.indexrelid) FROM pg_index ix WHERE ix.indrelid = v.oid ORDER BY ix.indexrelid),
        ARRAY(SELECT ARRAY[CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(acl.grantee) END,
-                          acl.privilege_type]
-             FROM aclexplode(v.relacl) acl WHERE acl.grantee <> v.relowner)
+                          acl.privilege_type, acl.is_grantable::text]
+             FROM aclexplode(v.relacl) acl WHERE acl.grantee <> v.relowner),
+       coalesce(v.reloptions, '{}'), v.relispopulated,
+       ARRAY(SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = v.oid AND NOT t.tgisinternal
+             ORDER BY t.tgname)
+       || ARRAY(SELECT pg_get_ruledef(r.oid) FROM pg_rewrite r WHERE r.ev_class = v.oid AND r.rulename <> '_RETURN'
+                ORDER BY r.rulename)
+       || ARRAY(SELECT format('ALTER %s %I ALTER COLUMN %I SET DEFAULT %s',
+                              CASE WHEN v.relkind = 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                              v.relname, a.attname, pg_get_expr(d.adbin, d.adrelid))
+                FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = v.oid ORDER BY a.attnum)
+       || ARRAY(SELECT format('COMMENT ON COLUMN %I.%I IS %L', v.relname, a.attname, col_description(v.oid, a.attnum))
+                FROM pg_attribute a WHERE a.attrelid = v.oid AND a.attnum > 0
+                  AND col_description(v.oid, a.attnum) IS NOT NULL ORDER BY a.attnum)
 FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
 WHERE n.nspname = current_schema() AND v.relkind IN ('v', 'm')
 ORDER BY v.relname
@@ -220,7 +255,13 @@ WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
   AND n.nspname = current_schema() AND v.oid <> source.oid AND v.relkind IN ('v', 'm')
 """
 
-_ROLE = "SELECT current_user, rolsuper OR rolbypassrls, current_schema() FROM pg_roles WHERE rolname = current_user"
+_ROLE = """
+SELECT current_user, rolsuper OR rolbypassrls, current_schema(), has_schema_privilege(current_schema(), 'CREATE'),
+       ARRAY(SELECT c.relname FROM pg_class c WHERE c.relnamespace = n.oid),
+       ARRAY(SELECT c.relname FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+             AND (r.rolsuper OR pg_has_role(current_user, c.relowner, 'MEMBER')))
+FROM pg_roles r, pg_namespace n WHERE r.rolname = current_user AND n.nspname = current_schema()
+"""
 
 
 def read_catalog(connection: Connection, tables: Iterable[str]) -> LiveSchema:
@@ -228,15 +269,17 @@ def read_catalog(connection: Connection, tables: Iterable[str]) -> LiveSchema:
     names = sorted(tables)
     columns: dict[str, dict[str, LiveColumn]] = {}
     heads: dict[str, tuple[str, bool, bool]] = {}
-    for table, owner, rls, forced, name, type_, nullable, default, comment in _rows(connection, _COLUMNS, tables=names):
+    rows = _rows(connection, _COLUMNS, tables=names)
+    for table, owner, rls, forced, name, type_, nullable, default, comment, is_enum in rows:
         heads[str(table)] = (str(owner), bool(rls), bool(forced))
-        column = LiveColumn(str(name), str(type_), bool(nullable), default, comment)
+        column = LiveColumn(str(name), str(type_), bool(nullable), default, comment, bool(is_enum))
         columns.setdefault(str(table), {})[str(name)] = column
     checks: dict[str, list[LiveCheck]] = {}
     keys: dict[str, list[LiveForeignKey]] = {}
-    for table, name, kind, definition, cols, target, on_delete in _rows(connection, _CONSTRAINTS, tables=names):
+    for table, name, kind, definition, cols, target, on_delete, valid in _rows(connection, _CONSTRAINTS, tables=names):
         if kind == "c":
-            checks.setdefault(str(table), []).append(LiveCheck(str(name), tuple(cols), str(definition)))
+            check = LiveCheck(str(name), tuple(cols), str(definition), bool(valid))
+            checks.setdefault(str(table), []).append(check)
         else:
             fk = LiveForeignKey(str(name), tuple(cols), str(target), _ON_DELETE[str(on_delete)])
             keys.setdefault(str(table), []).append(fk)
@@ -270,18 +313,33 @@ def read_catalog(connection: Connection, tables: Iterable[str]) -> LiveSchema:
     reads: dict[str, set[tuple[str, str]]] = {}
     for view, source, column in _rows(connection, _VIEW_READS):
         reads.setdefault(str(view), set()).add((str(source), str(column)))
-    views = {
-        str(name): LiveView(
+    views = {}
+    for name, materialized, definition, owner, comment, index_defs, grants, options, populated, extras in _rows(
+        connection, _VIEWS
+    ):
+        views[str(name)] = LiveView(
             name=str(name),
             materialized=bool(materialized),
             definition=str(definition),
             owner=str(owner),
             reads=frozenset(reads.get(str(name), ())),
             indexes=tuple(index_defs),
-            grants=tuple((str(grantee), str(privilege)) for grantee, privilege in grants),
+            grants=tuple(
+                (str(grantee), str(privilege), grantable == "true") for grantee, privilege, grantable in grants
+            ),
             comment=comment,
+            options=tuple(options),
+            populated=bool(populated),
+            extras=tuple(extras),
         )
-        for name, materialized, definition, owner, comment, index_defs, grants in _rows(connection, _VIEWS)
-    }
-    role, bypasses, schema = _rows(connection, _ROLE)[0]
-    return LiveSchema(str(schema), live_tables, views, str(role), bool(bypasses))
+    role, bypasses, schema, can_create, relations, altered = _rows(connection, _ROLE)[0]
+    return LiveSchema(
+        str(schema),
+        live_tables,
+        views,
+        str(role),
+        bool(bypasses),
+        relations=frozenset(relations),
+        can_create=bool(can_create),
+        altered_by_role=frozenset(altered),
+    )

@@ -11,7 +11,7 @@ foreign key); columns, tables and rows stay.
 import enum
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -21,7 +21,7 @@ from sqlalchemy.sql import visitors
 from flux_dao.store.adopt.catalog import LiveColumn, LiveIndex, LiveSchema, LiveTable, LiveView
 from flux_dao.store.migrations import spelled_default
 
-__all__ = ("Guard", "Kind", "Phase", "Plan", "Step", "plan_adoption", "postgres_type")
+__all__ = ("Guard", "Kind", "Phase", "Plan", "Step", "enum_values", "plan_adoption", "postgres_type")
 
 DIALECT: Final = postgresql.dialect()  # type: ignore[no-untyped-call]
 _QUOTE: Final = DIALECT.identifier_preparer.quote
@@ -33,6 +33,8 @@ class Kind(enum.StrEnum):
     SAFE = "safe to change"
     REPRESENTATION = "changes data representation"
     LOSES_DATA = "would lose data"
+    BLOCKED = "cannot be done automatically"
+    """A name another object holds, a primary key on other columns, a table the role may not alter: refused."""
     KEPT = "left as it is"
 
 
@@ -60,6 +62,10 @@ class Guard:
     problem: str
     column: str | None = None
     """Show the offending values of this column too."""
+    reads: tuple[str, ...] = ()
+    """The columns ``condition`` reads: a guard on a column the plan adds has no rows to check."""
+    ids: bool = True
+    """Whether the table has an ``id`` to show sample rows by."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,13 @@ def plan_adoption(live: LiveSchema, metadata: sa.MetaData) -> Plan:
     for table in metadata.sorted_tables:
         existing = live.tables.get(table.name)
         if existing is None:
-            steps.append(_create_table(table))
+            steps.append(_create_table(table, live))
             continue
-        for step in _table_steps(table, existing):
+        changes = [_fit_guard(step, existing) for step in _table_steps(table, existing, live)]
+        if table.name not in live.altered_by_role and any(step.sql for step in changes):
+            words = f"is owned by {existing.owner}, and {live.role} may not alter it: run adopt as its owner"
+            steps.append(Step(Kind.BLOCKED, f"table {table.name}", words))
+        for step in changes:
             if any(phase is Phase.CONVERT for phase, _ in step.sql):
                 converted.add((table.name, step.subject.rsplit(".", 1)[-1]))
             steps.append(step)
@@ -124,13 +134,44 @@ def plan_adoption(live: LiveSchema, metadata: sa.MetaData) -> Plan:
     return Plan(tuple(steps), tuple(_notes(live, metadata)))
 
 
-def _create_table(table: sa.Table) -> Step:
+def _fit_guard(step: Step, live: LiveTable) -> Step:
+    """A guard on a column the plan adds goes (its rows hold the default); one on a table without ``id`` shows none."""
+    guard = step.guard
+    if guard is None:
+        return step
+    if any(column not in live.columns for column in guard.reads):
+        return replace(step, guard=None)
+    return replace(step, guard=replace(guard, ids="id" in live.columns))
+
+
+def _taken(name: str, live: LiveSchema, table: LiveTable | None = None, *, but: str | None = None) -> Step | None:
+    """A refusal when ``name`` (a new index, constraint or table) is held by another object; None when it is free."""
+    holders = set(live.relations)
+    if table is not None:
+        holders |= {c.name for c in table.checks} | {k.name for k in table.foreign_keys}
+        holders |= {i.constraint for i in table.indexes if i.constraint}
+    if name not in holders or name == but:
+        return None
+    words = f"the database already has another object named {name}: rename or drop it, then adopt again"
+    return Step(Kind.BLOCKED, name, words)
+
+
+def _create_table(table: sa.Table, live: LiveSchema) -> Step:
+    if not live.can_create:
+        words = f"is missing, and {live.role} may not create tables in schema {live.schema}"
+        return Step(Kind.BLOCKED, f"table {table.name}", words)
+    names = [table.name, *(str(i.name) for i in table.indexes)]
+    names += [str(c.name) for c in table.constraints if isinstance(c, sa.PrimaryKeyConstraint | sa.UniqueConstraint)]
+    for name in names:
+        if (clash := _taken(name, live)) is not None:
+            return replace(clash, subject=f"table {table.name}")
     sql = [(Phase.CREATE_TABLES, _compiled(sa.schema.CreateTable(table)))]
+    sql += [(Phase.CREATE_TABLES, _comment(table.name, c.name, c.comment)) for c in table.columns if c.comment]
     sql += [(Phase.CREATE_TABLES, _compiled(sa.schema.CreateIndex(index))) for index in _sorted_indexes(table)]
     return Step(Kind.SAFE, f"table {table.name}", "created (the database does not have it yet)", tuple(sql))
 
 
-def _table_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
+def _table_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterator[Step]:
     for column in table.columns:
         found = live.columns.get(column.name)
         if found is None:
@@ -140,10 +181,10 @@ def _table_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
     for name, found in live.columns.items():
         if name not in table.columns:
             yield from _extra_column(table, found)
-    yield from _primary_key(table, live)
-    yield from _check_steps(table, live)
-    yield from _foreign_key_steps(table, live)
-    yield from _index_steps(table, live)
+    yield from _primary_key(table, live, schema)
+    yield from _check_steps(table, live, schema)
+    yield from _foreign_key_steps(table, live, schema)
+    yield from _index_steps(table, live, schema)
     for name, definition in live.triggers:
         if not name.startswith("flux_dao_"):
             yield Step(
@@ -156,12 +197,11 @@ def _add_column(table: sa.Table, column: sa.Column[Any], live: LiveTable) -> Ste
     spec = _compiled(sa.schema.CreateColumn(column))
     sql = [(Phase.ADD_COLUMNS, f"ALTER TABLE {_QUOTE(table.name)} ADD COLUMN {spec}")]
     if column.comment:
-        comment = f"COMMENT ON COLUMN {_QUOTE(table.name)}.{_QUOTE(column.name)} IS {_literal(column.comment)}"
-        sql.append((Phase.COLUMNS, comment))
+        sql.append((Phase.COLUMNS, _comment(table.name, column.name, column.comment)))
     default = _target_default(column)
     if not column.nullable and default is None:
         guard = Guard(table.name, "true", f"exist, and {column.name} is required with no default to give them")
-        return Step(Kind.LOSES_DATA, subject, "is required and has no default: it cannot be added", (), guard)
+        return Step(Kind.BLOCKED, subject, "is required and has no default: it cannot be added", (), guard)
     words = f"added as {postgres_type(column.type)}"
     if default is not None:
         words += f" with default {default}, which existing rows get"
@@ -179,9 +219,11 @@ def _column_steps(table: sa.Table, column: sa.Column[Any], live: LiveColumn) -> 
     )
     wanted = postgres_type(column.type)
     if live.type != wanted:
-        yield _conversion(table.name, column.name, live.type, wanted)
+        yield _conversion(table.name, column, live, wanted)
     if live.nullable and not column.nullable:
-        guard = Guard(table.name, f"{_QUOTE(column.name)} IS NULL", f"have no {column.name} (NULL)")
+        guard = Guard(
+            table.name, f"{_QUOTE(column.name)} IS NULL", f"have no {column.name} (NULL)", None, (column.name,)
+        )
         words = "becomes NOT NULL (the manifest requires a value); no row lacks one"
         yield Step(Kind.SAFE, subject, words, ((Phase.COLUMNS, f"{alter} SET NOT NULL"),), guard)
     elif not live.nullable and column.nullable:
@@ -192,9 +234,9 @@ def _column_steps(table: sa.Table, column: sa.Column[Any], live: LiveColumn) -> 
             ((Phase.COLUMNS, f"{alter} DROP NOT NULL"),),
         )
     if (column.comment or None) != live.comment:
-        comment = _literal(column.comment) if column.comment else "NULL"
-        sql = f"COMMENT ON COLUMN {_QUOTE(table.name)}.{_QUOTE(column.name)} IS {comment}"
-        yield Step(Kind.SAFE, subject, f"comment set to the manifest's description: {comment}", ((Phase.COLUMNS, sql),))
+        sql = _comment(table.name, column.name, column.comment)
+        words = f"comment set to the manifest's description: {sql.rsplit(' IS ', 1)[1]}"
+        yield Step(Kind.SAFE, subject, words, ((Phase.COLUMNS, sql),))
     target = _target_default(column)
     if _same_default(live.default, target):
         return
@@ -206,6 +248,8 @@ def _column_steps(table: sa.Table, column: sa.Column[Any], live: LiveColumn) -> 
 
 
 _TEXT: Final = re.compile(r"^(text|character varying(\(\d+\))?|character\(\d+\))$")
+_UUID_TEXT: Final = "^[{]?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}[}]?$"
+"""Text PostgreSQL reads as a uuid (with or without hyphens and braces, any case)."""
 _WIDER: Final = {
     ("smallint", "integer"),
     ("smallint", "bigint"),
@@ -216,10 +260,26 @@ _WIDER: Final = {
 }
 
 
-def _conversion(table: str, column: str, have: str, want: str) -> Step:
+def _conversion(table: str, target: sa.Column[Any], live: LiveColumn, want: str) -> Step:
     """The step that changes a column's type, with the data conversion it takes, or a refusal when there is none."""
+    column, have = target.name, live.type
     subject, name = f"{table}.{column}", _QUOTE(column)
     alter = f"ALTER TABLE {_QUOTE(table)} ALTER COLUMN {name} TYPE {want}"
+    reads = (column,)
+    if live.enum and _TEXT.match(want):
+        # the old default ('active'::goal_status) cannot follow the type: it goes first, the manifest's comes back
+        default = _target_default(target)
+        sql = [(Phase.CONVERT, f"ALTER TABLE {_QUOTE(table)} ALTER COLUMN {name} DROP DEFAULT")]
+        sql.append((Phase.CONVERT, f"{alter} USING {name}::text"))
+        if default is not None:
+            sql.append((Phase.COLUMNS, f"ALTER TABLE {_QUOTE(table)} ALTER COLUMN {name} SET DEFAULT {default}"))
+        words = f"the enum type {have} becomes {want} (the same labels, as text; the CHECK below keeps the set)"
+        return Step(Kind.REPRESENTATION, subject, words, tuple(sql))
+    if _TEXT.match(have) and want == "uuid":
+        condition = f"{name} IS NOT NULL AND {name} !~* '{_UUID_TEXT}'"
+        guard = Guard(table, condition, f"have a {column} that is not a UUID", column, reads)
+        words = f"{have} becomes uuid; every value is a UUID"
+        return Step(Kind.REPRESENTATION, subject, words, ((Phase.CONVERT, f"{alter} USING {name}::uuid"),), guard)
     if have.endswith("[]") and want == "jsonb":
         words = (
             f"{have} becomes JSON (jsonb): each array is kept as a JSON array of the same elements in the same order "
@@ -231,16 +291,18 @@ def _conversion(table: str, column: str, have: str, want: str) -> Step:
         return Step(Kind.REPRESENTATION, subject, words, ((Phase.CONVERT, f"{alter} USING {name}::jsonb"),))
     if have == "timestamp without time zone" and want == "timestamp with time zone":
         words = "timestamp without time zone becomes timestamp with time zone: each value is read as UTC"
-        sql = f"{alter} USING {name} AT TIME ZONE 'UTC'"
-        return Step(Kind.REPRESENTATION, subject, words, ((Phase.CONVERT, sql),))
+        utc = f"{alter} USING {name} AT TIME ZONE 'UTC'"
+        return Step(Kind.REPRESENTATION, subject, words, ((Phase.CONVERT, utc),))
     limit = re.fullmatch(r"character varying\((\d+)\)", want)
     if limit and _TEXT.match(have):
-        guard = Guard(table, f"length({name}) > {limit[1]}", f"have a value longer than {limit[1]} characters")
+        guard = Guard(
+            table, f"length({name}) > {limit[1]}", f"have a value longer than {limit[1]} characters", None, reads
+        )
         words = f"{have} becomes {want}; every value fits"
         return Step(Kind.SAFE, subject, words, ((Phase.CONVERT, alter),), guard)
     if (want == "text" and _TEXT.match(have)) or (have, want) in _WIDER:
         return Step(Kind.SAFE, subject, f"{have} becomes {want}, which holds every value", ((Phase.CONVERT, alter),))
-    guard = Guard(table, "true", f"would need converting from {have} to {want}")
+    guard = Guard(table, "true", f"would need converting from {have} to {want}", None, reads)
     words = f"is {have} and the manifest needs {want}; adopt knows no conversion that keeps every value"
     return Step(Kind.LOSES_DATA, subject, words, (), guard)
 
@@ -255,55 +317,89 @@ def _extra_column(table: sa.Table, live: LiveColumn) -> Iterator[Step]:
         yield Step(Kind.KEPT, subject, "is not in the manifest; kept (flux-dao neither reads nor writes it)")
 
 
-def _primary_key(table: sa.Table, live: LiveTable) -> Iterator[Step]:
+def _primary_key(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterator[Step]:
     wanted = table.primary_key
     columns = tuple(c.name for c in wanted.columns)
     found = next((index for index in live.indexes if index.primary), None)
-    name = _constraint_name(wanted)
+    name, subject = _constraint_name(wanted), f"primary key on {table.name}"
     if found is None:
+        if (clash := _taken(name, schema, live)) is not None:
+            yield replace(clash, subject=subject)
+            return
         problem = f"share an {', '.join(columns)} or have none"
         condition = _duplicates(table.name, columns) + f" OR {_QUOTE(columns[0])} IS NULL"
         sql = f"ALTER TABLE {_QUOTE(table.name)} ADD CONSTRAINT {_QUOTE(name)} PRIMARY KEY ({', '.join(columns)})"
-        guard = Guard(table.name, condition, problem)
-        yield Step(
-            Kind.SAFE, f"{table.name} primary key", "added on " + ", ".join(columns), ((Phase.CONSTRAINTS, sql),), guard
-        )
+        guard = Guard(table.name, condition, problem, None, columns)
+        yield Step(Kind.SAFE, subject, "added on " + ", ".join(columns), ((Phase.CONSTRAINTS, sql),), guard)
     elif found.columns != columns:
-        words = f"is on {', '.join(found.columns)}; the manifest's is on {', '.join(columns)}"
-        yield Step(
-            Kind.LOSES_DATA, f"{table.name} primary key", words, (), Guard(table.name, "true", "are keyed differently")
-        )
+        words = f"is on {', '.join(found.columns)}; the manifest's is on {', '.join(columns)}: change it by hand"
+        yield Step(Kind.BLOCKED, subject, words)
     elif found.constraint and found.constraint != name:
-        yield _renamed_constraint(table.name, found.constraint, name, "primary key")
+        yield _renamed_constraint(table.name, found.constraint, name, "primary key", schema, live)
 
 
-def _check_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
+_LITERAL: Final = r"'(?:[^']|'')*'(?:::[\w ]+)?"
+"""A quoted value with its cast, as PostgreSQL prints it: ``'active'::text``, ``'it''s'::character varying``."""
+_LEFT: Final = r"^CHECK \(+\(*(?P<column>\"?\w+\"?)\)*(?:::[\w ]+)?"
+_ANY: Final = re.compile(_LEFT + rf" = ANY \(+ARRAY\[(?P<items>(?:{_LITERAL}(?:, )?)+)\](?:\)::[\w ]+\[\])?\)+$")
+_ONE: Final = re.compile(_LEFT + rf" = (?P<items>{_LITERAL})\)+$")
+_ITEM: Final = re.compile(r"^'((?:[^']|'')*)'(?:::[\w ]+)?$")
+
+
+def enum_values(definition: str, column: str) -> frozenset[str] | None:
+    """The values of a CHECK that reads ``column IN (...)``, as PostgreSQL spells one back; None for any other CHECK.
+
+    PostgreSQL turns ``status IN ('a', 'b')`` into ``CHECK ((status = ANY (ARRAY['a'::text, 'b'::text])))`` (with
+    casts around a varchar column) and a one-value list into ``CHECK ((status = 'a'::text))``. Nothing else counts:
+    ``NOT IN``, ``length(status) < 20`` or an OR of other things are different rules.
+    """
+    definition = definition.removesuffix(" NOT VALID")
+    match = _ANY.match(definition) or _ONE.match(definition)
+    if match is None or match["column"].strip('"') != column:
+        return None
+    values = []
+    for item in match["items"].split(", "):
+        literal = _ITEM.match(item.strip())
+        if literal is None:
+            return None
+        values.append(literal[1].replace("''", "'"))
+    return frozenset(values)
+
+
+def _check_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterator[Step]:
     covered: set[str] = set()
     for check in _checks(table):
         column = _check_column(check)
-        covered.add(column)
         name, subject = _constraint_name(check), f"{table.name}.{column}"
         expression = _compiled(check.sqltext)
-        wanted = _literals(expression)
-        mine = [c for c in live.checks if c.columns == (column,)]
-        same = [c for c in mine if _literals(c.definition) == wanted]
-        if same and len(mine) == 1:
+        wanted = enum_values(f"CHECK (({expression}))", column) or _literals(expression)
+        enums = [c for c in live.checks if c.columns == (column,) and enum_values(c.definition, column) is not None]
+        covered.update(c.name for c in enums)
+        same = [c for c in enums if c.validated and enum_values(c.definition, column) == wanted]
+        if same and len(enums) == 1:
             if same[0].name != name:
-                yield _renamed_constraint(table.name, same[0].name, name, f"CHECK on {column}")
+                yield _renamed_constraint(table.name, same[0].name, name, f"CHECK on {column}", schema, live)
             continue
-        sql = [(Phase.DROP_CONSTRAINTS, _drop_constraint(table.name, c.name)) for c in mine]
-        sql.append(
-            (Phase.CONSTRAINTS, f"ALTER TABLE {_QUOTE(table.name)} ADD CONSTRAINT {_QUOTE(name)} CHECK ({expression})")
-        )
+        if (clash := _taken(name, schema, live, but=next((c.name for c in enums if c.name == name), None))) is not None:
+            yield replace(clash, subject=subject)
+            continue
+        sql = [(Phase.DROP_CONSTRAINTS, _drop_constraint(table.name, c.name)) for c in enums]
+        add = f"ALTER TABLE {_QUOTE(table.name)} ADD CONSTRAINT {_QUOTE(name)} CHECK ({expression})"
+        sql.append((Phase.CONSTRAINTS, add))
         allowed = ", ".join(sorted(wanted))
-        had = "; ".join(", ".join(sorted(_literals(c.definition))) or c.definition for c in mine) or "any value"
+        had = "; ".join(_allowed(c.definition, column, c.validated) for c in enums) or "any value"
         words = f"CHECK: the database allows {had}; the manifest allows {allowed}; every row has one of those"
         condition = f"{_QUOTE(column)} IS NOT NULL AND NOT ({expression})"
-        guard = Guard(table.name, condition, f"have a {column} outside {allowed}", column)
+        guard = Guard(table.name, condition, f"have a {column} outside {allowed}", column, (column,))
         yield Step(Kind.SAFE, subject, words, tuple(sql), guard)
     for other in live.checks:
-        if not (len(other.columns) == 1 and other.columns[0] in covered):
+        if other.name not in covered:
             yield Step(Kind.KEPT, f"constraint {other.name} on {table.name}", f"kept: {other.definition}")
+
+
+def _allowed(definition: str, column: str, validated: bool) -> str:
+    values = ", ".join(sorted(enum_values(definition, column) or ()))
+    return values + (" (not validated: older rows were never checked)" if not validated else "")
 
 
 _ACTS: Final = {
@@ -314,7 +410,7 @@ _ACTS: Final = {
 }
 
 
-def _foreign_key_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
+def _foreign_key_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterator[Step]:
     matched: set[str] = set()
     for key in sorted(table.foreign_key_constraints, key=lambda k: tuple(k.column_keys)):
         columns, target = tuple(key.column_keys), key.referred_table.name
@@ -325,7 +421,12 @@ def _foreign_key_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
         add = (Phase.CONSTRAINTS, _compiled(sa.schema.AddConstraint(key)))
         if len(same) == 1 and same[0].on_delete == on_delete:
             if same[0].name != name:
-                yield _renamed_constraint(table.name, same[0].name, name, f"foreign key to {target}")
+                yield _renamed_constraint(table.name, same[0].name, name, f"foreign key to {target}", schema, live)
+            continue
+        if (
+            clash := _taken(name, schema, live, but=next((fk.name for fk in same if fk.name == name), None))
+        ) is not None:
+            yield replace(clash, subject=subject)
             continue
         drops = tuple((Phase.DROP_CONSTRAINTS, _drop_constraint(table.name, fk.name)) for fk in same)
         act = _ACTS[on_delete].format(column=", ".join(columns))
@@ -337,7 +438,7 @@ def _foreign_key_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
         column = _QUOTE(columns[0])
         parent = f"SELECT 1 FROM {_QUOTE(target)} AS parent WHERE parent.id = {_QUOTE(table.name)}.{column}"
         condition = f"{column} IS NOT NULL AND NOT EXISTS ({parent})"
-        guard = Guard(table.name, condition, f"point at a {target} row that does not exist")
+        guard = Guard(table.name, condition, f"point at a {target} row that does not exist", None, columns)
         words = f"foreign key to {target} added, ON DELETE {on_delete} ({act}); every row points at an existing one"
         yield Step(Kind.SAFE, subject, words, (add,), guard)
     for fk in live.foreign_keys:
@@ -346,7 +447,7 @@ def _foreign_key_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
             yield Step(Kind.KEPT, f"foreign key {fk.name} on {table.name}", words)
 
 
-def _index_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
+def _index_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterator[Step]:
     free = [index for index in live.indexes if not index.primary]
     used: set[str] = set()
 
@@ -360,30 +461,37 @@ def _index_steps(table: sa.Table, live: LiveTable) -> Iterator[Step]:
         return None
 
     for unique in sorted((c for c in table.constraints if isinstance(c, sa.UniqueConstraint)), key=_constraint_name):
-        yield from _unique_steps(table, unique, take)
+        yield from _unique_steps(table, unique, take, schema, live)
     for index in _sorted_indexes(table):
         columns = tuple(c.name for c in index.columns)
-        subject = f"index {index.name} ({', '.join(columns)}) on {table.name}"
         found = take(columns, unique=bool(index.unique), constraint=False)
-        if found is None:
-            guard = None
-            if index.unique:
-                guard = Guard(table.name, _duplicates(table.name, columns), f"share a {', '.join(columns)}")
-            words = "created"
-            yield Step(Kind.SAFE, subject, words, ((Phase.INDEXES, _compiled(sa.schema.CreateIndex(index))),), guard)
-        elif found.name != index.name:
-            sql = f"ALTER INDEX {_QUOTE(found.name)} RENAME TO {_QUOTE(str(index.name))}"
-            words = (
-                f"the database's {found.name} on the same columns, renamed (later revisions use the manifest's name)"
-            )
-            yield Step(Kind.SAFE, subject, words, ((Phase.INDEXES, sql),))
+        if found is None or found.name != index.name:
+            yield _index_step(table, index, found, schema)
     for extra in free:
         if extra.name not in used:
             words = f"not in the manifest; kept ({extra.definition})"
             yield Step(Kind.KEPT, f"index {extra.name} on {table.name}", words)
 
 
-def _unique_steps(table: sa.Table, unique: sa.UniqueConstraint, take: Any) -> Iterator[Step]:
+def _index_step(table: sa.Table, index: sa.Index, found: LiveIndex | None, schema: LiveSchema) -> Step:
+    """Create the manifest's index, or rename the database's one on the same columns to its name."""
+    columns = tuple(c.name for c in index.columns)
+    subject = f"index {index.name} ({', '.join(columns)}) on {table.name}"
+    if (clash := _taken(str(index.name), schema)) is not None:
+        return replace(clash, subject=subject)
+    if found is not None:
+        sql = f"ALTER INDEX {_QUOTE(found.name)} RENAME TO {_QUOTE(str(index.name))}"
+        words = f"the database's {found.name} on the same columns, renamed (later revisions use the manifest's name)"
+        return Step(Kind.SAFE, subject, words, ((Phase.INDEXES, sql),))
+    guard = None
+    if index.unique:
+        guard = Guard(table.name, _duplicates(table.name, columns), f"share a {', '.join(columns)}", None, columns)
+    return Step(Kind.SAFE, subject, "created", ((Phase.INDEXES, _compiled(sa.schema.CreateIndex(index))),), guard)
+
+
+def _unique_steps(
+    table: sa.Table, unique: sa.UniqueConstraint, take: Any, schema: LiveSchema, live: LiveTable
+) -> Iterator[Step]:
     columns = tuple(c.name for c in unique.columns)
     name = _constraint_name(unique)
     subject = f"unique {', '.join(columns)} on {table.name}"
@@ -391,14 +499,18 @@ def _unique_steps(table: sa.Table, unique: sa.UniqueConstraint, take: Any) -> It
     if found is not None and found.constraint == name:
         return
     if found is not None and found.constraint is not None:
-        yield _renamed_constraint(table.name, found.constraint, name, f"unique constraint on {', '.join(columns)}")
+        what = f"unique constraint on {', '.join(columns)}"
+        yield _renamed_constraint(table.name, found.constraint, name, what, schema, live)
+        return
+    if (clash := _taken(name, schema, live)) is not None:
+        yield replace(clash, subject=subject)
         return
     if found is not None:
         sql = f"ALTER TABLE {_QUOTE(table.name)} ADD CONSTRAINT {_QUOTE(name)} UNIQUE USING INDEX {_QUOTE(found.name)}"
         words = f"the database's unique index {found.name} becomes the constraint {name}"
         yield Step(Kind.SAFE, subject, words, ((Phase.CONSTRAINTS, sql),))
         return
-    guard = Guard(table.name, _duplicates(table.name, columns), f"share a {', '.join(columns)}", columns[0])
+    guard = Guard(table.name, _duplicates(table.name, columns), f"share a {', '.join(columns)}", columns[0], columns)
     sql = _compiled(sa.schema.AddConstraint(unique))
     yield Step(Kind.SAFE, subject, "added; no two rows share a value", ((Phase.CONSTRAINTS, sql),), guard)
 
@@ -466,15 +578,19 @@ def _view_steps(views: Mapping[str, LiveView], converted: set[tuple[str, str]], 
 
 
 def _recreate(view: LiveView, kind: str) -> Iterator[str]:
+    """The view as it was: definition, options, data, indexes, owner, grants, comment, triggers, rules, columns."""
     definition = view.definition.strip().rstrip(";")
-    data = " WITH DATA" if view.materialized else ""
-    yield f"CREATE {kind.upper()} {_QUOTE(view.name)} AS {definition}{data}"
+    options = f" WITH ({', '.join(view.options)})" if view.options else ""
+    data = (" WITH DATA" if view.populated else " WITH NO DATA") if view.materialized else ""
+    yield f"CREATE {kind.upper()} {_QUOTE(view.name)}{options} AS {definition}{data}"
     yield from view.indexes
     yield f"ALTER {kind.upper()} {_QUOTE(view.name)} OWNER TO {_QUOTE(view.owner)}"
-    for grantee, privilege in view.grants:
-        yield f"GRANT {privilege} ON {_QUOTE(view.name)} TO {grantee if grantee == 'PUBLIC' else _QUOTE(grantee)}"
+    for grantee, privilege, grantable in view.grants:
+        to = grantee if grantee == "PUBLIC" else _QUOTE(grantee)
+        yield f"GRANT {privilege} ON {_QUOTE(view.name)} TO {to}" + (" WITH GRANT OPTION" if grantable else "")
     if view.comment:
         yield f"COMMENT ON {kind.upper()} {_QUOTE(view.name)} IS {_literal(view.comment)}"
+    yield from view.extras
 
 
 def _notes(live: LiveSchema, metadata: sa.MetaData) -> Iterator[str]:
@@ -524,7 +640,9 @@ def _constraint_name(constraint: sa.Constraint | sa.Index) -> str:
     return str(constraint.name)
 
 
-def _renamed_constraint(table: str, old: str, new: str, what: str) -> Step:
+def _renamed_constraint(table: str, old: str, new: str, what: str, schema: LiveSchema, live: LiveTable) -> Step:
+    if (clash := _taken(new, schema, live, but=old)) is not None:
+        return replace(clash, subject=f"{what} on {table}")
     sql = f"ALTER TABLE {_QUOTE(table)} RENAME CONSTRAINT {_QUOTE(old)} TO {_QUOTE(new)}"
     words = f"the database's {old} renamed {new} (later revisions use the manifest's name)"
     return Step(Kind.SAFE, f"{what} on {table}", words, ((Phase.CONSTRAINTS, sql),))
@@ -541,6 +659,10 @@ def _duplicates(table: str, columns: Iterable[str]) -> str:
 
 def _compiled(element: Any) -> str:
     return str(element.compile(dialect=DIALECT, compile_kwargs={"literal_binds": True})).strip()
+
+
+def _comment(table: str, column: str, text: str | None) -> str:
+    return f"COMMENT ON COLUMN {_QUOTE(table)}.{_QUOTE(column)} IS {_literal(text) if text else 'NULL'}"
 
 
 def _literal(text: str) -> str:
@@ -563,8 +685,5 @@ def _target_default(column: sa.Column[Any]) -> str | None:
 
 
 def _same_default(live: str | None, target: str | None) -> bool:
-    def spelled(text: str | None) -> str | None:
-        value = spelled_default(text)
-        return "CURRENT_TIMESTAMP" if value in {"now()", "CURRENT_TIMESTAMP"} else value
-
-    return spelled(live) == spelled(target)
+    """Compared as the drift checks compare them (``now()`` is not ``CURRENT_TIMESTAMP`` to them: it is set)."""
+    return spelled_default(live) == spelled_default(target)

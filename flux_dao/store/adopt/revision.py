@@ -29,7 +29,7 @@ def render_revision(plan: Plan, *, revision: str, database: str, heads: Sequence
     if plan.notes:
         lines += ["", "Notes:"] + [f"- {note}" for note in plan.notes]
     doc = "\n".join(lines).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    body = "\n".join(f"    op.execute({statement!r})" for statement in plan.statements) or "    pass"
+    body = "\n".join(f"    run({statement!r})" for statement in plan.statements) or "    pass"
     return f'''"""{doc}
 """
 
@@ -41,6 +41,7 @@ adopted_head = {tuple(heads)!r}
 
 
 def upgrade() -> None:
+    run = op.get_bind().exec_driver_sql  # the statements as written: a ':' in a view's text is no bind parameter
 {body}
 
 

@@ -8,7 +8,6 @@ compares the result with the manifest the way ``serve`` will; any difference lef
 
 import asyncio
 import enum
-import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Connection
 from flux_dao.config import Settings, redact_url
 from flux_dao.errors import FluxDaoError
 from flux_dao.store.adopt.catalog import read_catalog
-from flux_dao.store.adopt.plan import Guard, Plan, Step, plan_adoption
+from flux_dao.store.adopt.plan import Guard, Kind, Plan, Step, plan_adoption
 from flux_dao.store.adopt.revision import load_revision, render_revision
 from flux_dao.store.change_triggers import sync_change_triggers
 from flux_dao.store.db import connect_once
@@ -75,7 +74,9 @@ class Blocked:
 
     def __str__(self) -> str:
         guard = self.step.guard
-        problem = guard.problem if guard else "block it"
+        if guard is None or not self.count:  # refused whatever the rows: the words say why
+            return f"{self.step.subject}: {self.step.words}"
+        problem = guard.problem
         if self.count == 1:  # "3 rows have ...", "1 row has ..."
             verb, _, rest = problem.partition(" ")
             problem = f"{_SINGULAR.get(verb, verb)} {rest}"
@@ -117,6 +118,15 @@ def adopt(settings: Settings, *, apply: bool, revision_dir: Path | None = None) 
     def run(connection: Connection) -> Adoption:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         current = tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+        known = {script.revision for script in scripts.walk_revisions()}
+        foreign = [revision for revision in current if revision not in known]
+        if foreign:
+            msg = (
+                f"the database's alembic_version table holds {', '.join(foreign)}, which is none of flux-dao's "
+                "revisions: it is another tool's migration history. Rename that table (ALTER TABLE alembic_version "
+                "RENAME TO <tool>_alembic_version), point that tool at the new name, then run adopt again"
+            )
+            raise AdoptionError(msg)
         if current:
             return Adoption(name, State.ALREADY, heads, current=current)
         live = read_catalog(connection, metadata.tables)
@@ -157,18 +167,23 @@ def adopt(settings: Settings, *, apply: bool, revision_dir: Path | None = None) 
 
 
 def _blocked(connection: Connection, step: Step) -> Blocked | None:
-    """The rows that block ``step`` (None when none do, or it has no guard)."""
+    """What refuses ``step``: the rows its guard finds, or the step itself when adopt cannot carry it out."""
     guard: Guard | None = step.guard
+    cannot = step.kind is Kind.BLOCKED or (step.kind is Kind.LOSES_DATA and not step.sql)
     if guard is None:
-        return None
+        return Blocked(step, 0, ()) if cannot else None
     table = sa.table(guard.table, sa.column("id"))
-    condition = sa.text(guard.condition)
+    condition = sa.text(guard.condition.replace(":", "\\:"))  # a literal's colon is no bind parameter
     count = connection.scalar(sa.select(sa.func.count()).select_from(table).where(condition)) or 0
     if not count:
-        return None
-    ids = connection.scalars(
-        sa.select(sa.cast(table.c.id, sa.Text)).where(condition).order_by(table.c.id).limit(SAMPLE)
-    ).all()
+        return Blocked(step, 0, ()) if cannot else None
+    ids: list[Any] = []
+    if guard.ids:
+        ids = list(
+            connection.scalars(
+                sa.select(sa.cast(table.c.id, sa.Text)).where(condition).order_by(table.c.id).limit(SAMPLE)
+            )
+        )
     values: tuple[tuple[str, int], ...] = ()
     if guard.column is not None:
         column = sa.cast(sa.column(guard.column), sa.Text)
@@ -181,7 +196,7 @@ def _blocked(connection: Connection, step: Step) -> Blocked | None:
             .limit(SAMPLE)
         ).all()
         values = tuple((str(value), int(n)) for value, n in rows)
-    return Blocked(step, int(count), tuple(str(i) for i in ids), values)
+    return Blocked(step, int(count), tuple(dict.fromkeys(str(i) for i in ids if i is not None)), values)
 
 
 def _write_revision(folder: Path, plan: Plan, *, database: str, heads: tuple[str, ...]) -> Path:
@@ -204,13 +219,7 @@ def _apply(connection: Connection, path: Path, scripts: ScriptDirectory, metadat
         upgrade()
     context.stamp(scripts, "head")
     sync_change_triggers(connection, metadata)
-    comparing = logging.getLogger("alembic.autogenerate")
-    level = comparing.level
-    comparing.setLevel(logging.WARNING)  # its "Detected ..." lines would read as if it were making a migration
-    try:
-        left = database_drift(read_schema(connection, metadata).diffs)
-    finally:
-        comparing.setLevel(level)
+    left = database_drift(read_schema(connection, metadata).diffs)
     if left:
         listed = "; ".join(str(difference) for difference in left)
         msg = f"after the adoption the database would still differ from the manifest ({listed}); nothing was changed"
