@@ -37,6 +37,9 @@ class OnConflict(enum.StrEnum):
 class Backend(Protocol):
     """One database's side of a transfer."""
 
+    writers: int
+    """How many connections an import may write batches through at once (each a backend of its own)."""
+
     async def missing_tables(self, names: Sequence[str]) -> list[str]:
         """Which of these tables the database lacks (not migrated)."""
         ...

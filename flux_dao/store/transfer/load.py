@@ -11,6 +11,7 @@ resource is in, the input is read again and the field set (batched UPDATEs), so 
 memory stays flat. Writes go straight to the tables: the change-feed triggers record every one of them.
 """
 
+import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -67,22 +68,23 @@ class Loader:
         self.progress = progress or Silent()
         self.batch_rows = batch_rows
         self.steps = {step.name: step for step in chosen_steps(resources, ())}
-        self._backend: Backend | None = None
+        self._backends: list[Backend] = []
 
     async def __aenter__(self) -> "Loader":
-        self._backend = await open_backend(self.database)
+        self._backends.append(await open_backend(self.database))
+        while len(self._backends) < self._backends[0].writers:
+            self._backends.append(await open_backend(self.database))
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._backend is not None:
-            await self._backend.close()
-            self._backend = None
+        for backend in self._backends:
+            await backend.close()
+        self._backends.clear()
 
     @property
     def backend(self) -> Backend:
-        """The open backend."""
-        assert self._backend is not None  # noqa: S101 (used inside ``async with`` only)
-        return self._backend
+        """The first open backend: lookups and the second pass."""
+        return self._backends[0]
 
     async def load(self, segments: Sequence[Segment], unreadable: int = 0) -> ImportSummary:
         """Import ``segments`` in their order; what became of each resource's rows.
@@ -131,8 +133,35 @@ class Loader:
         self.progress.problem(f"{target.segment.label}:{number}: {problem.field}: {problem.message}")
 
     async def _first_pass(self, target: _Target) -> None:
-        """Every row, self-references left NULL for the second pass."""
+        """Every row, self-references left NULL for the second pass.
+
+        A reader validates batches into a small queue and each writer (one per backend connection) takes the next:
+        on PostgreSQL two batches are written at once, and validating overlaps the server's work. Memory: the
+        queue and the batches being written, a few at most.
+        """
         self.progress.start(target.segment.resource, target.segment.lines)
+        queue: asyncio.Queue[tuple[list[Numbered], int] | None] = asyncio.Queue(maxsize=len(self._backends))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read_batches(target, queue))
+                for backend in self._backends:
+                    group.create_task(self._writer(target, queue, backend))
+        except ExceptionGroup as failed:  # the first failure, as it was raised (a TransferError the CLI shows)
+            raise failed.exceptions[0] from None
+        self.progress.done()
+
+    async def _writer(
+        self, target: _Target, queue: "asyncio.Queue[tuple[list[Numbered], int] | None]", backend: Backend
+    ) -> None:
+        while (item := await queue.get()) is not None:
+            batch, read = item
+            if batch:
+                await self._write(target, batch, backend)
+            self.progress.advance(read)
+            target.result.rows += read
+
+    async def _read_batches(self, target: _Target, queue: "asyncio.Queue[tuple[list[Numbered], int] | None]") -> None:
+        """Validated rows in batches, with how many lines each took (bad ones reported here); then a None per writer."""
         batch: list[Numbered] = []
         read = 0
         for number, row in self._rows(target):
@@ -144,50 +173,47 @@ class Loader:
                 row[field] = None
             batch.append((number, row))
             if len(batch) >= self.batch_rows:
-                await self._write(target, batch)
-                self.progress.advance(read - target.result.rows)
-                target.result.rows, batch = read, []
-        if batch:
-            await self._write(target, batch)
-        self.progress.advance(read - target.result.rows)
-        target.result.rows = read
-        self.progress.done()
+                await queue.put((batch, read))
+                batch, read = [], 0
+        await queue.put((batch, read))
+        for _ in self._backends:
+            await queue.put(None)
 
-    async def _write(self, target: _Target, batch: list[Numbered]) -> None:
+    async def _write(self, target: _Target, batch: list[Numbered], backend: Backend) -> None:
         result = target.result
-        existing = await self.backend.existing(target.table, [row["id"] for _, row in batch])
+        existing = await backend.existing(target.table, [row["id"] for _, row in batch])
         if existing and self.on_conflict is OnConflict.FAIL:
             number, row = next((n, r) for n, r in batch if r["id"] in existing)
             msg = (
                 f"{target.segment.label}:{number}: {target.segment.resource} {row['id']} is already in the database "
-                "(--on-conflict fail); the batches before this one were imported: re-run with --on-conflict skip "
+                "(--on-conflict fail); the batches written before stay: re-run with --on-conflict skip "
                 "to import only what is missing, or update to overwrite"
             )
             raise TransferError(msg)
         if existing and self.on_conflict is OnConflict.SKIP:
             result.skipped += sum(row["id"] in existing for _, row in batch)
             batch = [(n, row) for n, row in batch if row["id"] not in existing]
-        batch = await self._with_parents(target, batch)
+        batch = await self._with_parents(target, batch, backend)
         if not batch:
             return
         keep = target.step.self_references
         try:
-            await self.backend.write(target.table, [row for _, row in batch], self.on_conflict, keep)
+            await backend.write(target.table, [row for _, row in batch], self.on_conflict, keep)
         except Exception as exc:
-            if self.backend.problem(exc) is None:
+            if backend.problem(exc) is None:
                 raise
-            batch = await self._one_by_one(target, batch)
+            batch = await self._one_by_one(target, batch, backend)
         updated = sum(row["id"] in existing for _, row in batch)
         result.updated += updated
         result.inserted += len(batch) - updated
 
-    async def _with_parents(self, target: _Target, batch: list[Numbered]) -> list[Numbered]:
+    async def _with_parents(self, target: _Target, batch: list[Numbered], backend: Backend) -> list[Numbered]:
         """The rows whose referenced rows exist; the others reported (``user_id: users <id> does not exist``)."""
         for field, parent in target.step.parents.items():
             wanted = {row[field] for _, row in batch if row[field] is not None}
             if not wanted:
                 continue
-            missing = wanted - await self.backend.existing(self.resources.metadata.tables[parent], list(wanted))
+            missing = wanted - await backend.existing(self.resources.metadata.tables[parent], list(wanted))
             if missing:
                 for number, row in batch:
                     if row[field] in missing:
@@ -195,15 +221,15 @@ class Loader:
                 batch = [(n, row) for n, row in batch if row[field] not in missing]
         return batch
 
-    async def _one_by_one(self, target: _Target, batch: list[Numbered]) -> list[Numbered]:
+    async def _one_by_one(self, target: _Target, batch: list[Numbered], backend: Backend) -> list[Numbered]:
         """Write a refused batch row by row; report the rows the database refuses, return those written."""
         written = []
         keep = target.step.self_references
         for number, row in batch:
             try:
-                await self.backend.write(target.table, [row], self.on_conflict, keep)
+                await backend.write(target.table, [row], self.on_conflict, keep)
             except Exception as exc:
-                problem = self.backend.problem(exc)
+                problem = backend.problem(exc)
                 if problem is None:
                     raise
                 self._report(target, number, problem)

@@ -47,6 +47,10 @@ def _quote(name: str) -> str:
 class PostgresBackend:
     """One asyncpg connection (no pool, no statement timeout) and the SQL text of each statement, built once."""
 
+    writers = 2
+    """Two batches at once: while one connection's INSERT runs (indexes, foreign keys, the change trigger: most of
+    an import's time), the other's lookups and COPY go on, and the server works on two cores."""
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
         self._staged: set[str] = set()

@@ -31,6 +31,9 @@ _COLUMN: Final = re.compile(r"constraint failed: \w+\.(?P<field>\w+)")
 class SqliteBackend:
     """The service's ``SqliteConnection`` and the Core statements of a transfer, built once per table."""
 
+    writers = 1
+    """SQLite has one writer at a time, and runs on this thread: a second connection would only wait."""
+
     def __init__(self, conn: SqliteConnection) -> None:
         self._conn = conn
         self._statements: dict[tuple[str, ...], Any] = {}
