@@ -71,9 +71,13 @@ class Loader:
         self._backends: list[Backend] = []
 
     async def __aenter__(self) -> "Loader":
-        self._backends.append(await open_backend(self.database))
-        while len(self._backends) < self._backends[0].writers:
+        try:
             self._backends.append(await open_backend(self.database))
+            while len(self._backends) < self._backends[0].writers:
+                self._backends.append(await open_backend(self.database))
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *_: object) -> None:

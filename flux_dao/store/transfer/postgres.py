@@ -29,7 +29,11 @@ __all__ = ("PostgresBackend",)
 
 _JSONB_VERSION: Final = b"\x01"
 _KEY: Final = re.compile(r"Key \((?P<field>[^)=,]+)\)=")
-_ROW_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+_ROW_ERRORS: Final = (
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.DataError,
+    asyncpg.CardinalityViolationError,  # one id twice in a batch under ``update``: row by row, the second wins
+)
 
 
 def _encode_jsonb(value: Any) -> bytes:
