@@ -6,7 +6,12 @@ import and self-references given children first are each checked against what th
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from tests import factories
 from tests.conftest import MANIFEST, make_settings, run_sql
 from tests.factories import API
 
+FLUX_DAO = Path(sys.executable).parent / "flux-dao"
 SUMMARY = re.compile(r"^(?P<name>\w+)\s+(?P<rows>[\d,]+) rows\s+sha256 (?P<sha>[0-9a-f]{64})", re.MULTILINE)
 
 
@@ -238,3 +244,42 @@ def test_export_needs_a_folder_or_an_output_and_a_known_resource(settings):
     unknown = cli(settings.database.url, "export", "-o", "-", "--resource", "task")
     assert unknown.exit_code == 1
     assert "no resource 'task'" in unknown.output
+
+
+def synthetic_export(folder: Path, tasks: int) -> None:
+    """One user and ``tasks`` tasks of that user, as export writes them (the fields left out take their defaults)."""
+    folder.mkdir()
+    user = str(uuid.uuid4())
+    stamp = "2030-01-01T00:00:00Z"
+    stamps = {"created_at": stamp, "updated_at": stamp, "version": 1}
+    (folder / "users.ndjson").write_text(json.dumps({"id": user, "email": "a@example.com", **stamps}) + "\n")
+    with (folder / "tasks.ndjson").open("w") as out:
+        for number in range(tasks):
+            row = {"id": str(uuid.uuid4()), "user_id": user, "title": f"Task {number}", **stamps}
+            out.write(json.dumps(row) + "\n")
+
+
+@pytest.mark.slow
+def test_an_import_killed_midway_is_completed_by_running_it_again(target, tmp_path):
+    tasks = 60_000
+    synthetic_export(tmp_path / "rows", tasks)
+    command = [str(FLUX_DAO), "--manifest", str(MANIFEST), "import", str(tmp_path / "rows")]
+    env = os.environ | {"FLUX_DAO_DATABASE_URL": target}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while count(target, "tasks") == 0 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+    written = count(target, "tasks")
+    assert 0 < written < tasks, "the import was not caught midway"
+    assert written % 5000 == 0  # whole batches only
+
+    resumed = cli(target, "import", str(tmp_path / "rows"))
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{tasks:,} rows: {tasks - written:,} inserted, 0 updated, {written:,} skipped" in resumed.stdout
+    assert count(target, "tasks") == tasks
+    inserts = run_sql(target, "SELECT count(*) FROM flux_dao_changes WHERE resource = 'tasks' AND op = 'insert'")
+    assert inserts == [(tasks,)]
