@@ -75,7 +75,7 @@ class RichProgress:
     def done(self) -> None:
         """Fill the bar to what was done (the total counted blank lines too)."""
         if self._task is not None:
-            task = self._bars.tasks[-1]
+            task = next(task for task in self._bars.tasks if task.id == self._task)
             self._bars.update(self._task, total=task.completed)
             self._bars.stop_task(self._task)
 

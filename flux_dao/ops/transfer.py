@@ -13,9 +13,9 @@ from flux_dao.manifest.spec import Manifest
 from flux_dao.ops.progress import progress_for
 from flux_dao.schema import build_resources
 from flux_dao.store.transfer.backend import OnConflict
-from flux_dao.store.transfer.export import DirectorySink, Sink, StreamSink, chosen_steps, export_rows
+from flux_dao.store.transfer.export import DirectorySink, Sink, StreamSink, export_rows
 from flux_dao.store.transfer.load import Loader
-from flux_dao.store.transfer.order import dependency_order
+from flux_dao.store.transfer.order import chosen_steps, dependency_order
 from flux_dao.store.transfer.report import ExportSummary, ImportSummary
 from flux_dao.store.transfer.sources import plan_segments, spool
 
@@ -30,7 +30,7 @@ def run_export(
 ) -> ExportSummary:
     """Export to ``folder`` (one file per resource) or ``output`` (one stream: a file, or ``-`` for stdout)."""
     resources = build_resources(manifest)
-    chosen_steps(resources, names)  # an unknown name fails before any file is opened
+    chosen_steps(manifest, names)  # an unknown name fails before any file is opened
     with progress_for() as progress:
         if folder is not None:
             sink: Sink = DirectorySink(folder)
@@ -50,7 +50,7 @@ def run_import(
     """Import a folder, a file or ``-`` (stdin, spooled to a temporary file first)."""
     resources = build_resources(manifest)
     steps = list(dependency_order(manifest))
-    wanted = {step.name for step in chosen_steps(resources, names)}
+    wanted = {step.name for step in chosen_steps(manifest, names)}
     resource = names[0] if len(names) == 1 else None
     with tempfile.TemporaryDirectory(prefix="flux-dao-import-") as spool_dir, progress_for() as progress:
         path = spool(sys.stdin.buffer, Path(spool_dir)) if source == STDIO else Path(source)

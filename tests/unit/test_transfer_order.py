@@ -4,7 +4,7 @@ import pytest
 
 from flux_dao.errors import TransferError
 from flux_dao.manifest import load_manifest, parse_manifest
-from flux_dao.store.transfer.order import dependency_order
+from flux_dao.store.transfer.order import chosen_steps, dependency_order
 from tests.conftest import MANIFEST
 
 
@@ -59,3 +59,10 @@ resources:
     )
     with pytest.raises(TransferError, match=r"cycle \(a, b\)"):
         dependency_order(manifest)
+
+
+def test_chosen_resources_keep_dependency_order_and_unknown_names_are_refused():
+    manifest = load_manifest(MANIFEST)
+    assert [step.name for step in chosen_steps(manifest, ("tasks", "users"))] == ["users", "tasks"]
+    with pytest.raises(TransferError, match=r"no resource 'task' in .* \(resources: users, goals, tasks"):
+        chosen_steps(manifest, ("task",))

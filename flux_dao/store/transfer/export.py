@@ -14,14 +14,13 @@ from typing import BinaryIO, Final, Protocol
 import msgspec
 
 from flux_dao.config import DatabaseSettings
-from flux_dao.errors import TransferError
 from flux_dao.schema.resources import Resources
 from flux_dao.store.transfer.backend import Backend, open_backend, require_tables
-from flux_dao.store.transfer.order import Step, dependency_order
+from flux_dao.store.transfer.order import Step, chosen_steps
 from flux_dao.store.transfer.report import Exported, ExportSummary, Progress, Silent
 from flux_dao.store.transfer.rows import RowCodec, wrap
 
-__all__ = ("FORMAT", "PAGE_ROWS", "DirectorySink", "Sink", "StreamSink", "chosen_steps", "export_rows")
+__all__ = ("FORMAT", "PAGE_ROWS", "DirectorySink", "Sink", "StreamSink", "export_rows")
 
 PAGE_ROWS: Final = 5000
 FORMAT: Final = "flux-dao-ndjson/1"
@@ -96,21 +95,6 @@ class StreamSink:
         self.stream.flush()
 
 
-def chosen_steps(resources: Resources, names: tuple[str, ...]) -> list[Step]:
-    """The resources named (all when none), in dependency order.
-
-    Raises:
-        TransferError: a name is not a resource of the manifest.
-    """
-    steps = dependency_order(resources.manifest)
-    unknown = sorted(set(names) - {step.name for step in steps})
-    if unknown:
-        known = ", ".join(step.name for step in steps)
-        msg = f"no resource {', '.join(map(repr, unknown))} in {resources.manifest.source} (resources: {known})"
-        raise TransferError(msg)
-    return [step for step in steps if not names or step.name in names]
-
-
 async def export_rows(
     database: DatabaseSettings,
     resources: Resources,
@@ -126,7 +110,7 @@ async def export_rows(
         TransferError: an unknown resource, or a table the database lacks (not migrated).
         DatabaseUnreachableError: the database cannot be connected to.
     """
-    steps = chosen_steps(resources, names)
+    steps = chosen_steps(resources.manifest, names)
     progress = progress or Silent()
     backend = await open_backend(database)
     summary, overall, began = ExportSummary(), hashlib.sha256(), time.perf_counter()

@@ -24,8 +24,7 @@ from flux_dao.config import DatabaseSettings
 from flux_dao.errors import FieldError, TransferError
 from flux_dao.schema.resources import Resources
 from flux_dao.store.transfer.backend import Backend, OnConflict, open_backend, require_tables
-from flux_dao.store.transfer.export import chosen_steps
-from flux_dao.store.transfer.order import Step
+from flux_dao.store.transfer.order import Step, chosen_steps
 from flux_dao.store.transfer.report import Imported, ImportSummary, Progress, Silent
 from flux_dao.store.transfer.rows import RowCodec
 from flux_dao.store.transfer.sources import Segment, lines_of
@@ -67,7 +66,7 @@ class Loader:
         self.on_conflict = on_conflict
         self.progress = progress or Silent()
         self.batch_rows = batch_rows
-        self.steps = {step.name: step for step in chosen_steps(resources, ())}
+        self.steps = {step.name: step for step in chosen_steps(resources.manifest, ())}
         self._backends: list[Backend] = []
 
     async def __aenter__(self) -> "Loader":

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from flux_dao.errors import TransferError
 from flux_dao.manifest.spec import EntitySpec, Manifest
 
-__all__ = ("Step", "dependency_order")
+__all__ = ("Step", "chosen_steps", "dependency_order")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,21 @@ def dependency_order(manifest: Manifest) -> tuple[Step, ...]:
         done.append(ready)
         placed.add(ready.name)
     return tuple(done)
+
+
+def chosen_steps(manifest: Manifest, names: tuple[str, ...]) -> list[Step]:
+    """The resources named (all when none), in dependency order.
+
+    Raises:
+        TransferError: a name is not a resource of the manifest.
+    """
+    steps = dependency_order(manifest)
+    unknown = sorted(set(names) - {step.name for step in steps})
+    if unknown:
+        known = ", ".join(step.name for step in steps)
+        msg = f"no resource {', '.join(map(repr, unknown))} in {manifest.source} (resources: {known})"
+        raise TransferError(msg)
+    return [step for step in steps if not names or step.name in names]
 
 
 def _step(entity: EntitySpec) -> Step:
