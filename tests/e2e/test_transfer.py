@@ -283,3 +283,24 @@ def test_an_import_killed_midway_is_completed_by_running_it_again(target, tmp_pa
     assert count(target, "tasks") == tasks
     inserts = run_sql(target, "SELECT count(*) FROM flux_dao_changes WHERE resource = 'tasks' AND op = 'insert'")
     assert inserts == [(tasks,)]
+
+
+def test_update_overwrites_a_self_reference_and_skip_leaves_it(client, settings, target, tmp_path):
+    user = factories.user(client)
+    root = factories.goal(client, user["id"], title="root")
+    child = factories.goal(client, user["id"], title="child", parent_goal_id=root["id"])
+    folder = tmp_path / "export"
+    cli(settings.database.url, "export", str(folder))
+    assert cli(target, "import", str(folder)).exit_code == 0
+    goals = folder / "goals.ndjson"
+    rows = [json.loads(line) for line in goals.read_text().splitlines()]
+    for row in rows:
+        if row["id"] == child["id"]:
+            row["parent_goal_id"] = None
+    goals.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    parent_of_child = f"SELECT parent_goal_id IS NULL FROM goals WHERE id = {sql_id(target, child['id'])}"  # noqa: S608
+
+    assert cli(target, "import", str(goals)).exit_code == 0
+    assert [bool(value) for (value,) in run_sql(target, parent_of_child)] == [False]  # skip: as it was
+    assert cli(target, "import", str(goals), "--on-conflict", "update").exit_code == 0
+    assert [bool(value) for (value,) in run_sql(target, parent_of_child)] == [True]  # update: as exported
