@@ -27,6 +27,7 @@ __all__ = (
     "RateLimitedError",
     "RepositoryError",
     "RestrictedDeleteError",
+    "TransferError",
 )
 
 
@@ -40,6 +41,13 @@ class DatabaseUnreachableError(FluxDaoError):
 
 class ManifestError(FluxDaoError):
     """The manifest is unreadable or inconsistent; the message names the file, entity and field."""
+
+
+class TransferError(FluxDaoError):
+    """An export or import cannot go on: a stream out of order, a conflict under ``--on-conflict fail``.
+
+    The message names the file, the line and what to do about it.
+    """
 
 
 class RepositoryError(FluxDaoError):

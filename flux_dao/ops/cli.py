@@ -414,6 +414,79 @@ def openapi(ctx: click.Context, indent: int) -> None:
     click.echo(json.dumps(app.openapi_schema.to_schema(), indent=indent))
 
 
+@main.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", metavar="FILE", help="Write one stream of {resource, row} lines instead: - is stdout.")
+@click.option("--resource", "names", multiple=True, metavar="NAME", help="Only this resource (repeat for more).")
+@click.pass_context
+def export(ctx: click.Context, folder: Path | None, output: str | None, names: tuple[str, ...]) -> None:
+    """Write every row as NDJSON, parents first: one <resource>.ndjson per resource in FOLDER, or one stream (-o).
+
+    A row is what GET /api/v1/<resource>/<id> answers, in canonical JSON (sorted keys), in id order. The summary
+    gives each resource's rows and sha256, and one over everything: equal checksums mean equal data. The export
+    reads one snapshot, so the service may keep writing.
+
+    \b
+    Examples:
+        flux-dao export backup/                          # backup/users.ndjson ... and backup/manifest.json
+        flux-dao export -o - --resource tasks | gzip > tasks.ndjson.gz
+    """
+    from flux_dao.errors import TransferError  # noqa: PLC0415
+    from flux_dao.ops.progress import export_lines  # noqa: PLC0415
+    from flux_dao.ops.transfer import STDIO, run_export  # noqa: PLC0415
+
+    if (folder is None) == (output is None):
+        msg = "give a FOLDER or -o FILE (- for stdout), not both"
+        raise click.UsageError(msg)
+    settings = _settings(ctx)
+    try:
+        summary = run_export(settings, _load_or_exit(settings), folder=folder, output=output, names=names)
+    except TransferError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(export_lines(summary)), err=output == STDIO)
+
+
+@main.command("import")
+@click.argument("source")
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["skip", "update", "fail"]),
+    default="skip",
+    show_default=True,
+    help="A row whose id is there already: skip it (a re-run imports only what is missing), update it, or fail.",
+)
+@click.option("--resource", "names", multiple=True, metavar="NAME", help="Only this resource (repeat for more).")
+@click.pass_context
+def import_(ctx: click.Context, source: str, on_conflict: str, names: tuple[str, ...]) -> None:
+    """Import NDJSON rows from SOURCE: a folder made by export, one .ndjson file, or - (stdin).
+
+    Every row is validated as the API validates a body, plus its id, timestamps and version, which are kept.
+    A bad row is reported as file:line: field: message and left out; the rest go on, and the command exits 1 at
+    the end. Rows commit in batches, so an interrupted import is resumed by running it again (skip).
+
+    \b
+    Examples:
+        flux-dao migrate && flux-dao import backup/
+        flux-dao import tasks.ndjson --on-conflict update
+        flux-dao export -o - | FLUX_DAO_DATABASE_URL=postgresql://... flux-dao import -
+    """
+    from flux_dao.errors import TransferError  # noqa: PLC0415
+    from flux_dao.ops.progress import import_lines  # noqa: PLC0415
+    from flux_dao.ops.transfer import run_import  # noqa: PLC0415
+    from flux_dao.store.transfer.backend import OnConflict  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    try:
+        summary = run_import(
+            settings, _load_or_exit(settings), source, names=names, on_conflict=OnConflict(on_conflict)
+        )
+    except (TransferError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(import_lines(summary)))
+    if summary.rejected:
+        sys.exit(1)
+
+
 def _exit_after_shutdown(*_: object) -> None:
     """End ``serve`` with 0 once uvicorn has shut down (it re-raises SIGTERM when done).
 

@@ -230,15 +230,16 @@ class SqliteConnection:
         return compiled
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator["SqliteConnection"]:
+    async def transaction(self, *, write: bool = True) -> AsyncIterator["SqliteConnection"]:
         """Statements that commit together: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` if the block raises).
 
         The write lock is taken at the start, so nothing in the block waits for another worker's writer. Until the
         end, this worker's other requests wait before their next statement (``_run``), so none of them lands inside
-        this transaction, whatever the block awaits.
+        this transaction, whatever the block awaits. ``write=False`` is a plain ``BEGIN``: reads from one snapshot
+        (an export) that other processes' writers do not wait for.
         """
         async with self._turn:
-            await self._execute("BEGIN IMMEDIATE", {})
+            await self._execute("BEGIN IMMEDIATE" if write else "BEGIN", {})
             self._owner = asyncio.current_task()
             try:
                 yield self
@@ -260,12 +261,14 @@ class SqliteConnection:
         sql, values = compiled.bound(params)
         return compiled, await self._execute(sql, values)
 
-    async def _execute(self, sql: str, values: Mapping[str, Any]) -> sqlite3.Cursor:
+    async def _execute(
+        self, sql: str, values: Mapping[str, Any], many: Sequence[Mapping[str, Any]] | None = None
+    ) -> sqlite3.Cursor:
         pause, give_up = _FIRST_PAUSE, None
         while True:
             self._deadline = time.monotonic() + self._timeout
             try:
-                return self._conn.execute(sql, values)
+                return self._conn.execute(sql, values) if many is None else self._conn.executemany(sql, many)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorname not in _BUSY:
                     raise
@@ -295,4 +298,17 @@ class SqliteConnection:
     async def rowcount(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         """Run a DML statement; how many rows it matched."""
         _, cursor = await self._run(statement, params)
+        return cursor.rowcount
+
+    async def many(self, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a DML statement once per parameter set in one ``executemany`` (bulk loads); how many rows it matched.
+
+        The statement must be static (named parameters only, no IN lists): one SQL text for every set.
+        """
+        if self._owner is not None and self._owner is not asyncio.current_task():
+            async with self._turn:
+                pass
+        compiled = self._statement(statement)
+        values = [compiled.bound(params)[1] for params in rows]
+        cursor = await self._execute(compiled.sql, {}, values)
         return cursor.rowcount
