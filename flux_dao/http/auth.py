@@ -8,6 +8,7 @@ every call, which cost a third of a simple GET's time. The caller's key NAME (ne
 import ipaddress
 from typing import Any, Final
 
+from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -15,6 +16,7 @@ from flux_dao.config import Exposure
 from flux_dao.errors import ForbiddenError, RateLimitedError
 from flux_dao.http.keys import KeyRing, ServiceKey, required_scope
 from flux_dao.http.ratelimit import RateLimiter
+from flux_dao.http.request import OWN_QUERY_OPT, QueryParser, embedded_resources
 
 __all__ = (
     "KEY_NAME_STATE",
@@ -23,6 +25,7 @@ __all__ = (
     "api_access_middleware",
     "exposure_middleware",
     "is_loopback_client",
+    "refuse_unscoped_embeds",
 )
 
 SERVICE_KEY_HEADER: Final = "X-Flux-Service-Key"
@@ -64,6 +67,21 @@ def is_loopback_client(scope: Scope) -> bool:
         return ipaddress.ip_address(client[0]).is_loopback
     except ValueError:
         return False
+
+
+def refuse_unscoped_embeds(request: Request[Any, Any, Any]) -> None:
+    """A read's embeds need the read scope of the resources they bring in: ``include=user`` reads users.
+
+    The middleware checked the route's own resource; this runs once the query is parsed (``_api_checks``).
+    """
+    key = request.scope.get("state", {}).get(KEY_STATE)
+    parser = request.route_handler.opt.get(OWN_QUERY_OPT)
+    if not isinstance(key, ServiceKey) or not isinstance(parser, QueryParser) or not request.scope["query_string"]:
+        return
+    for resource in dict.fromkeys(embedded_resources(parser.resource, parser.of(request).read.embeds)):
+        needed = required_scope(resource, "GET")
+        if not key.allows(needed):
+            raise ForbiddenError(key.name, needed)
 
 
 def api_access_middleware(keyring: KeyRing, limiter: RateLimiter | None) -> type:

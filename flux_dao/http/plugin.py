@@ -9,7 +9,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 
 from flux_dao.config import Settings
-from flux_dao.http.auth import api_access_middleware, exposure_middleware
+from flux_dao.http.auth import api_access_middleware, exposure_middleware, refuse_unscoped_embeds
 from flux_dao.http.batch import batch_handler
 from flux_dao.http.changes import changes_handlers
 from flux_dao.http.consistency import refuse_malformed_token
@@ -47,9 +47,10 @@ def _freeze_startup_objects() -> None:
 
 
 async def _api_checks(request: Request[Any, Any, Any]) -> None:
-    """Every API request's own checks, once its key is accepted: the consistency token, then query and body."""
+    """Every API request's own checks, once its key is accepted: token, query and body, then the embeds' scopes."""
     refuse_malformed_token(request)
     await StrictRequestsPlugin.before_request(request)
+    refuse_unscoped_embeds(request)
 
 
 class FluxDaoPlugin(InitPlugin):

@@ -12,7 +12,7 @@ or read differently, is a 422 here. The same tables (``query_tables``) document 
 document (``query_docs``), so the document and the parser cannot disagree.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -39,6 +39,7 @@ __all__ = (
     "ParsedQuery",
     "QueryParser",
     "ReadContext",
+    "embedded_resources",
     "shaped",
 )
 
@@ -373,6 +374,14 @@ class ListRequest:
         """The cursor of the page after the one ending with row ``last``, bound to the plan's filters and order."""
         digest = query_digest(plan.conditions, plan.order)
         return self.seal.make(digest, [getattr(last, term.field) for term in plan.order])
+
+
+def embedded_resources(resource: ResourceQuery, embeds: tuple[EmbedPlan, ...]) -> Iterator[str]:
+    """The resources a read's embeds bring in, nested ones too (``include=goal.user``: goals, users)."""
+    for embed in embeds:
+        target = resource.embed_target(embed.name)
+        yield target.entity.name
+        yield from embedded_resources(target, embed.embeds)
 
 
 def shaped(items: list[Any], read: ReadPlan) -> list[Any]:

@@ -117,6 +117,36 @@ def test_known_key_without_the_scope_is_403_naming_the_scope(scoped, key, method
     assert scope in problem["detail"]
 
 
+@pytest.mark.parametrize(
+    ("key", "path", "query", "scope"),
+    [
+        (PLANNER_KEY, "goals", "include=user", "users:read"),  # goals:* and tasks:read, not users
+        (PLANNER_KEY, "tasks", "include=goal.user", "users:read"),  # a nested embed counts too
+        (SCHEDULER_KEY, "tasks", "include=goal", "goals:read"),
+        (SCHEDULER_KEY, "users", "goals.status=active", "goals:read"),  # an embed filter brings its embed in
+        (
+            SCHEDULER_KEY,
+            "tasks/by-timerange",
+            "include=goal&user_id={user}&start_at=2030-01-01T00:00:00Z&end_at=2030-01-02T00:00:00Z",
+            "goals:read",
+        ),
+    ],
+)
+def test_an_embed_needs_the_read_scope_of_what_it_brings_in(scoped, user_id, key, path, query, scope):
+    response = scoped.get(f"{API}/{path}?{query.format(user=user_id)}", headers=as_key(key))
+    problem = assert_problem(response, 403, "forbidden")
+    assert problem["scope"] == scope
+
+
+def test_an_embed_within_the_keys_scopes_is_served(scoped, user_id):
+    goal = scoped.post(f"{API}/goals", json={"user_id": user_id, "title": "g"}, headers=as_key(PLANNER_KEY)).json()
+    embedded = scoped.get(f"{API}/goals/{goal['id']}?include=tasks", headers=as_key(PLANNER_KEY))
+    assert embedded.status_code == 200, embedded.text
+    assert embedded.json()["tasks"] == []
+    assert scoped.get(f"{API}/tasks?include=user", headers=as_key(SCHEDULER_KEY)).status_code == 200
+    assert scoped.get(f"{API}/goals?include=user", headers=as_key(OBSERVER_KEY)).status_code == 200
+
+
 def test_a_read_only_key_may_ask_which_methods_a_path_allows(scoped):
     response = scoped.options(f"{API}/tasks", headers=as_key(OBSERVER_KEY))
     assert response.status_code == 204, response.text
