@@ -164,7 +164,19 @@ class QueryParser:
         return parsed
 
     def _unknown_message(self) -> str:
-        return f"unknown query parameter; known: {', '.join(self.known)}, and embed filters such as `tasks.status`"
+        example = self._embed_filter_example()
+        hint = f", and embed filters such as `{example}`" if example else ""
+        return f"unknown query parameter; known: {', '.join(self.known)}{hint}"
+
+    def _embed_filter_example(self) -> str | None:
+        """A filter of this resource's first to-many embed (``tasks.status``), if it has one, for the hint."""
+        for name, embed in self.resource.embeds.items():
+            if not embed.many:
+                continue
+            for parameter in self.resource.embed_target(name).filters.values():
+                if parameter.field != embed.via:  # every embedded row already matches its own reference
+                    return f"{name}.{parameter.name}"
+        return None
 
     @staticmethod
     def _condition(

@@ -294,11 +294,16 @@ def test_sort_fields_and_include_may_repeat() -> None:
     assert [embed.name for embed in parsed.read.embeds] == ["goal", "user"]
 
 
+def test_a_resource_without_to_many_embeds_gets_no_embed_filter_hint() -> None:
+    [(_, message)] = problems(lister("notification_log"), "colour=red")
+    assert "embed filters" not in message
+
+
 def test_an_unknown_parameter_is_named_with_the_known_ones() -> None:
     [(name, message)] = problems(lister("tasks"), "colour=red")
     assert name == "colour"
     assert message.startswith("unknown query parameter; known: ")
-    assert message.endswith(", and embed filters such as `tasks.status`")
+    assert message.endswith(", and embed filters such as `notification_log.channel`")  # an embed tasks has
     known = message.removeprefix("unknown query parameter; known: ").split(", and embed")[0].split(", ")
     assert known == sorted(known)
     assert {"status__in", "scheduled_at__gte", "sort", "cursor", "fields", "include", "include_limit"} <= set(known)
