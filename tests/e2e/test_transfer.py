@@ -100,6 +100,18 @@ def test_a_database_exports_imports_and_exports_again_to_the_same_checksums(clie
     assert task["scheduled_at"] == "2030-01-01T04:30:00.123456Z"
 
 
+def test_a_folder_exported_again_imports_what_the_last_export_wrote(client, settings, target, tmp_path):
+    seed(client)
+    folder = tmp_path / "backup"
+    assert cli(settings.database.url, "export", str(folder)).exit_code == 0
+    users_only = checksums(cli(settings.database.url, "export", str(folder), "--resource", "users"))
+    assert (folder / "tasks.ndjson").exists()  # left by the first export
+    imported = cli(target, "import", str(folder))
+    assert imported.exit_code == 0, imported.output
+    assert f"imported {users_only['users'][0]} rows" in imported.stdout
+    assert count(target, "tasks") == 0
+
+
 def test_the_single_stream_goes_through_stdout_and_stdin(client, settings, target):
     seed(client)
     exported = cli(settings.database.url, "export", "-o", "-")

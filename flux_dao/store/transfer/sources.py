@@ -94,6 +94,9 @@ def plan_segments(
 
 def _folder(folder: Path, steps: list[Step], wanted: set[str]) -> list[Segment]:
     files = {file.name.removesuffix(".ndjson"): file for file in folder.glob("*.ndjson")}
+    listed = _exported(folder)
+    if listed is not None:  # the folder of an export: what it wrote, not what an earlier export left there
+        files = {name: file for name, file in files.items() if name in listed}
     known = {step.name for step in steps}
     strays = sorted(name for name in files if name not in known)
     if strays:
@@ -107,6 +110,23 @@ def _folder(folder: Path, steps: list[Step], wanted: set[str]) -> list[Segment]:
         for step in steps
         if step.name in files and step.name in wanted
     ]
+
+
+def _exported(folder: Path) -> frozenset[str] | None:
+    """The resources the folder's ``manifest.json`` (written by export) lists; None without one."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        document = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError as exc:
+        msg = f"{path}: not the manifest.json an export writes ({exc})"
+        raise TransferError(msg) from None
+    resources = document.get("resources") if isinstance(document, dict) else None
+    if not isinstance(resources, dict):
+        msg = f"{path}: not the manifest.json an export writes (no 'resources')"
+        raise TransferError(msg)
+    return frozenset(resources)
 
 
 def _first_line(path: Path) -> bytes | None:
