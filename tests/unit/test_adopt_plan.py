@@ -355,3 +355,13 @@ def test_a_view_is_recreated_with_its_options_data_state_and_extras() -> None:
         "ALTER MATERIALIZED VIEW tags OWNER TO postgres",
         "COMMENT ON COLUMN tags.class_tags IS 'tags'",
     ]
+
+
+def test_a_column_that_differs_only_in_case_is_not_added_beside_it() -> None:
+    base = _live_table(METADATA.tables["goals"])
+    columns = {k: v for k, v in base.columns.items() if k != "description"}
+    columns["Description"] = replace(base.columns["description"], name="Description")
+    plan = plan_adoption(_live(goals=replace(base, columns=columns)), METADATA)
+    step = _step(plan, "goals.description")
+    assert step.kind is Kind.BLOCKED
+    assert 'RENAME COLUMN "Description" TO description' in step.words

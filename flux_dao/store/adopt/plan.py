@@ -174,7 +174,15 @@ def _create_table(table: sa.Table, live: LiveSchema) -> Step:
 def _table_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterator[Step]:
     for column in table.columns:
         found = live.columns.get(column.name)
-        if found is None:
+        twin = next((n for n in live.columns if n.lower() == column.name.lower() and n not in table.columns), None)
+        if found is None and twin is not None:
+            words = (
+                f'is missing, and the database has "{twin}", which differs only in case: if it is the same column, '
+                f'rename it (ALTER TABLE {_QUOTE(table.name)} RENAME COLUMN "{twin}" TO {_QUOTE(column.name)}) '
+                "and adopt again"
+            )
+            yield Step(Kind.BLOCKED, f"{table.name}.{column.name}", words)
+        elif found is None:
             yield _add_column(table, column, live)
         else:
             yield from _column_steps(table, column, found)
