@@ -2,8 +2,9 @@
 
 Pure: the live side comes in as a :class:`~flux_dao.store.adopt.catalog.LiveSchema`, the wanted side as the
 manifest-built ``MetaData``. Each difference becomes one :class:`Step`: what it is in words a person can check, its
-group (safe to change, changes data representation, would lose data, left as it is), the SQL that closes it, and,
-where existing rows could make it lose data, a :class:`Guard`: the query that finds those rows. Nothing is ever
+group (safe to change, changes data representation, would lose data, cannot be done automatically, left as it is),
+the SQL that closes it, and, where existing rows could make it lose data, a :class:`Guard`: the query that finds
+those rows. Nothing is ever
 dropped but what is recreated (a view over a converted column) or replaced by the manifest's own (a CHECK, a
 foreign key); columns, tables and rows stay.
 """
@@ -380,7 +381,7 @@ def _check_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterat
         column = _check_column(check)
         name, subject = _constraint_name(check), f"{table.name}.{column}"
         expression = _compiled(check.sqltext)
-        wanted = enum_values(f"CHECK (({expression}))", column) or _literals(expression)
+        wanted = _literals(expression)  # the manifest's own ``status IN ('a', 'b')``
         enums = [c for c in live.checks if c.columns == (column,) and enum_values(c.definition, column) is not None]
         covered.update(c.name for c in enums)
         same = [c for c in enums if c.validated and enum_values(c.definition, column) == wanted]
