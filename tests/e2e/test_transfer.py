@@ -297,13 +297,19 @@ def test_an_import_killed_midway_is_completed_by_running_it_again(target, tmp_pa
     assert inserts == [(tasks,)]
 
 
-def test_update_overwrites_a_self_reference_and_skip_leaves_it(client, settings, target, tmp_path):
+def goal_tree_moved(client: Any, settings: Any, target: str, folder: Path) -> dict[str, Any]:
+    """A root goal and its child, exported to ``folder`` and imported into ``target``; the child."""
     user = factories.user(client)
     root = factories.goal(client, user["id"], title="root")
     child = factories.goal(client, user["id"], title="child", parent_goal_id=root["id"])
-    folder = tmp_path / "export"
     cli(settings.database.url, "export", str(folder))
     assert cli(target, "import", str(folder)).exit_code == 0
+    return child
+
+
+def test_update_overwrites_a_self_reference_and_skip_leaves_it(client, settings, target, tmp_path):
+    folder = tmp_path / "export"
+    child = goal_tree_moved(client, settings, target, folder)
     goals = folder / "goals.ndjson"
     rows = [json.loads(line) for line in goals.read_text().splitlines()]
     for row in rows:
@@ -316,3 +322,68 @@ def test_update_overwrites_a_self_reference_and_skip_leaves_it(client, settings,
     assert [bool(value) for (value,) in run_sql(target, parent_of_child)] == [False]  # skip: as it was
     assert cli(target, "import", str(goals), "--on-conflict", "update").exit_code == 0
     assert [bool(value) for (value,) in run_sql(target, parent_of_child)] == [True]  # update: as exported
+
+
+def test_odd_lines_are_reported_one_line_each_and_the_rest_go_in(client, settings, target, tmp_path):
+    user = factories.user(client, email="odd@example.com")
+    folder = tmp_path / "export"
+    cli(settings.database.url, "export", str(folder), "--resource", "users")
+    [line] = (folder / "users.ndjson").read_text().splitlines()
+    row = json.loads(line)
+    shallow = {k: v for k, v in row.items() if k != "profile"} | {"id": "01938000-0000-7000-8000-0000000000a1"}
+    deep = json.dumps(shallow | {"email": "deep@example.com"})[:-1] + ', "profile": ' + '{"a":' * 3000 + "1"
+    deep += "}" * 3000 + "}"
+    nul = row | {"id": "01938000-0000-7000-8000-0000000000a2", "email": "nul@example.com", "profile": {"k": "a\u0000b"}}
+    forged = row | {"id": "01938000-0000-7000-8000-0000000000a3", "email": "forged@example.com", "x\nfake: line": 1}
+    again = row | {"email": "again@example.com"}  # the first row's id once more
+    text = "\ufeff" + "\n".join([line, deep, json.dumps(nul), json.dumps(forged), json.dumps(again)])
+    (folder / "users.ndjson").write_text(text + "\n", encoding="utf-8")
+    result = cli(target, "import", str(folder))
+    assert result.exit_code == 1
+    problems = [entry for entry in result.output.splitlines() if "users.ndjson:" in entry]
+    assert [entry.split("users.ndjson:", 1)[1].split(":")[0] for entry in problems] == ["2", "3", "4", "5"]
+    assert "2: row: nested too deeply" in problems[0]
+    assert "3: profile: must not contain NUL" in problems[1]  # as PostgreSQL would refuse it: on both backends
+    assert "4: x\\nfake: line: contains unknown field" in problems[2]  # the newline shown escaped: one line
+    assert "5: id: is the id of line 1 too: left out" in problems[3]
+    assert "5 rows: 1 inserted, 0 updated, 0 skipped, 4 rejected" in result.stdout
+    assert run_sql(target, "SELECT email FROM users") == [(user["email"],)]
+
+
+def test_skip_leaves_a_stored_row_alone_in_the_second_pass_too(client, settings, target, tmp_path):
+    folder = tmp_path / "export"
+    child = goal_tree_moved(client, settings, target, folder)
+    detached = client.patch(f"{API}/goals/{child['id']}", json={"parent_goal_id": None}).json()
+    cli(settings.database.url, "export", str(tmp_path / "changed"))
+    child_row = f"SELECT parent_goal_id IS NULL, version FROM goals WHERE id = {sql_id(target, child['id'])}"  # noqa: S608
+    assert cli(target, "import", str(tmp_path / "changed"), "--on-conflict", "update").exit_code == 0
+    assert [(bool(a), b) for a, b in run_sql(target, child_row)] == [(True, detached["version"])]
+    # the first export says the child has a parent; skip leaves the stored (detached) row as it is
+    skipped = cli(target, "import", str(folder))
+    assert skipped.exit_code == 0, skipped.output
+    assert [(bool(a), b) for a, b in run_sql(target, child_row)] == [(True, detached["version"])]
+
+
+def test_an_empty_export_imports_as_nothing(settings, target):
+    empty = cli(settings.database.url, "export", "-o", "-")
+    assert empty.stdout_bytes == b""
+    imported = cli(target, "import", "-", stdin=b"")
+    assert imported.exit_code == 0, imported.output
+
+
+def test_an_id_given_again_in_a_later_batch_is_counted_as_skipped_not_inserted(client, settings, target, tmp_path):
+    factories.user(client, email="batch@example.com")
+    folder = tmp_path / "export"
+    cli(settings.database.url, "export", str(folder), "--resource", "users")
+    [line] = (folder / "users.ndjson").read_text().splitlines()
+    row = json.loads(line)
+    lines = [line] + [
+        json.dumps(row | {"id": f"01938000-0000-7000-8000-{index:012x}", "email": f"u{index}@example.com"})
+        for index in range(1, 5001)
+    ]
+    lines.append(json.dumps(row | {"email": "later@example.com"}))  # line 5002: the second batch, the first id
+    (folder / "users.ndjson").write_text("\n".join(lines) + "\n")
+    result = cli(target, "import", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "5,002 rows: 5,001 inserted, 0 updated, 1 skipped, 0 rejected" in result.stdout
+    assert run_sql(target, "SELECT count(*) FROM users") == [(5001,)]

@@ -10,7 +10,8 @@ need one session (``DATABASE_DIRECT_URL`` is used when set, as migrations use it
 import enum
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -20,7 +21,16 @@ from flux_dao.config import DatabaseSettings
 from flux_dao.errors import FieldError, TransferError
 from flux_dao.types import Row
 
-__all__ = ("Backend", "OnConflict", "open_backend", "require_tables", "updatable")
+__all__ = ("Backend", "OnConflict", "Reference", "open_backend", "require_tables", "updatable")
+
+
+class Reference(NamedTuple):
+    """A row's self-reference to set in the second pass, with what tells the imported row from one it skipped."""
+
+    id: UUID
+    value: UUID | None
+    version: int
+    updated_at: datetime
 
 
 class OnConflict(enum.StrEnum):
@@ -60,17 +70,20 @@ class Backend(Protocol):
         """Which of ``ids`` the table holds."""
         ...
 
-    async def write(self, table: sa.Table, rows: Sequence[Row], on_conflict: OnConflict, keep: Sequence[str]) -> None:
+    async def write(self, table: sa.Table, rows: Sequence[Row], on_conflict: OnConflict, keep: Sequence[str]) -> int:
         """Insert ``rows`` in one transaction; an id already there is skipped or updated (except ``keep`` columns).
 
-        Raises the driver's error when the database refuses any row (nothing of the batch is then written).
+        Returns how many rows were inserted or updated (a skipped one is neither). Raises the driver's error when the
+        database refuses any row (nothing of the batch is then written).
         """
         ...
 
-    async def set_references(
-        self, table: sa.Table, field: str, pairs: Sequence[tuple[UUID, UUID | None]], *, overwrite: bool
-    ) -> None:
-        """Set ``field`` of the rows with these ids: only where it is NULL, or (``overwrite``) wherever it differs."""
+    async def set_references(self, table: sa.Table, field: str, pairs: Sequence[Reference], *, overwrite: bool) -> None:
+        """Set ``field`` of the rows with these ids, wherever it differs (``overwrite``).
+
+        Otherwise only where it is NULL and the row is the one imported: its version and ``updated_at`` as in the
+        input, so a row the import skipped keeps what it holds.
+        """
         ...
 
     def problem(self, exc: Exception) -> FieldError | None:

@@ -22,11 +22,12 @@ import sqlalchemy as sa
 
 from flux_dao.config import DatabaseSettings
 from flux_dao.errors import FieldError, TransferError
+from flux_dao.manifest.spec import VERSION
 from flux_dao.schema.resources import Resources
-from flux_dao.store.transfer.backend import Backend, OnConflict, open_backend, require_tables
+from flux_dao.store.transfer.backend import Backend, OnConflict, Reference, open_backend, require_tables
 from flux_dao.store.transfer.order import Step, chosen_steps
 from flux_dao.store.transfer.report import Imported, ImportSummary, Progress, Silent
-from flux_dao.store.transfer.rows import RowCodec
+from flux_dao.store.transfer.rows import RowCodec, printable
 from flux_dao.store.transfer.sources import Segment, lines_of
 from flux_dao.types import Row
 
@@ -72,7 +73,9 @@ class Loader:
     async def __aenter__(self) -> "Loader":
         try:
             self._backends.append(await open_backend(self.database))
-            while len(self._backends) < self._backends[0].writers:
+            # --on-conflict fail stops at the first row already there: one writer, so it is the first in the input
+            writers = 1 if self.on_conflict is OnConflict.FAIL else self._backends[0].writers
+            while len(self._backends) < writers:
                 self._backends.append(await open_backend(self.database))
         except BaseException:
             await self.__aexit__()
@@ -133,7 +136,8 @@ class Loader:
 
     def _report(self, target: _Target, number: int, problem: FieldError) -> None:
         target.result.rejected += 1
-        self.progress.problem(f"{target.segment.label}:{number}: {problem.field}: {problem.message}")
+        field, message = printable(problem.field), printable(problem.message)
+        self.progress.problem(f"{target.segment.label}:{number}: {field}: {message}")
 
     async def _first_pass(self, target: _Target) -> None:
         """Every row, self-references left NULL for the second pass.
@@ -166,18 +170,22 @@ class Loader:
     async def _read_batches(self, target: _Target, queue: "asyncio.Queue[tuple[list[Numbered], int] | None]") -> None:
         """Validated rows in batches, with how many lines each took (bad ones reported here); then a None per writer."""
         batch: list[Numbered] = []
+        lines: dict[UUID, int] = {}  # the batch's ids, and the line of each
         read = 0
         for number, row in self._rows(target):
             read += 1
             if isinstance(row, FieldError):
                 self._report(target, number, row)
                 continue
+            if (first := lines.setdefault(row["id"], number)) != number:
+                self._report(target, number, FieldError("id", f"is the id of line {first} too: left out"))
+                continue
             for field in target.step.self_references:
                 row[field] = None
             batch.append((number, row))
             if len(batch) >= self.batch_rows:
                 await queue.put((batch, read))
-                batch, read = [], 0
+                batch, read, lines = [], 0, {}
         await queue.put((batch, read))
         for _ in self._backends:
             await queue.put(None)
@@ -201,14 +209,16 @@ class Loader:
             return
         keep = target.step.self_references
         try:
-            await backend.write(target.table, [row for _, row in batch], self.on_conflict, keep)
+            written = await backend.write(target.table, [row for _, row in batch], self.on_conflict, keep)
         except Exception as exc:
             if backend.problem(exc) is None:
                 raise
-            batch = await self._one_by_one(target, batch, backend)
-        updated = sum(row["id"] in existing for _, row in batch)
+            batch, written = await self._one_by_one(target, batch, backend)
+        # counted from what the database did: a row another batch wrote meanwhile (an id given twice) was skipped
+        updated = min(written, sum(row["id"] in existing for _, row in batch))
         result.updated += updated
-        result.inserted += len(batch) - updated
+        result.inserted += written - updated
+        result.skipped += len(batch) - written
 
     async def _with_parents(self, target: _Target, batch: list[Numbered], backend: Backend) -> list[Numbered]:
         """The rows whose referenced rows exist; the others reported (``user_id: users <id> does not exist``)."""
@@ -224,21 +234,24 @@ class Loader:
                 batch = [(n, row) for n, row in batch if row[field] not in missing]
         return batch
 
-    async def _one_by_one(self, target: _Target, batch: list[Numbered], backend: Backend) -> list[Numbered]:
-        """Write a refused batch row by row; report the rows the database refuses, return those written."""
-        written = []
+    async def _one_by_one(self, target: _Target, batch: list[Numbered], backend: Backend) -> tuple[list[Numbered], int]:
+        """Write a refused batch row by row, reporting the rows the database refuses.
+
+        Returns the rows it took, and how many it wrote (a row skipped on conflict is taken, not written).
+        """
+        taken, written = [], 0
         keep = target.step.self_references
         for number, row in batch:
             try:
-                await backend.write(target.table, [row], self.on_conflict, keep)
+                written += await backend.write(target.table, [row], self.on_conflict, keep)
             except Exception as exc:
                 problem = backend.problem(exc)
                 if problem is None:
                     raise
                 self._report(target, number, problem)
             else:
-                written.append((number, row))
-        return written
+                taken.append((number, row))
+        return taken, written
 
     # -- self-references -----------------------------------------------------------------------------------------
 
@@ -246,14 +259,14 @@ class Loader:
         """Read the segment again and set ``field`` on the rows now in the table."""
         overwrite = self.on_conflict is OnConflict.UPDATE
         self.progress.start(f"{target.segment.resource}.{field}", target.segment.lines)
-        pairs: list[tuple[int, UUID, UUID | None]] = []
+        pairs: list[tuple[int, Reference]] = []
         read = shown = 0
         for number, row in self._rows(target):
             read += 1
             if isinstance(row, FieldError):
                 continue
             if row[field] is not None or overwrite:
-                pairs.append((number, row["id"], row[field]))
+                pairs.append((number, Reference(row["id"], row[field], row[VERSION], row["updated_at"])))
             if len(pairs) >= self.batch_rows:
                 await self._set_references(target, field, pairs, overwrite=overwrite)
                 self.progress.advance(read - shown)
@@ -264,17 +277,17 @@ class Loader:
         self.progress.done()
 
     async def _set_references(
-        self, target: _Target, field: str, pairs: list[tuple[int, UUID, UUID | None]], *, overwrite: bool
+        self, target: _Target, field: str, pairs: list[tuple[int, Reference]], *, overwrite: bool
     ) -> None:
-        present = await self.backend.existing(target.table, [row_id for _, row_id, _ in pairs])
-        pairs = [pair for pair in pairs if pair[1] in present]  # rows refused in the first pass are reported
-        values = {value for _, _, value in pairs if value is not None}
+        present = await self.backend.existing(target.table, [ref.id for _, ref in pairs])
+        pairs = [pair for pair in pairs if pair[1].id in present]  # rows refused in the first pass are reported
+        values = {ref.value for _, ref in pairs if ref.value is not None}
         found = await self.backend.existing(target.table, list(values)) if values else set()
         name = target.segment.resource
-        for number, _, value in pairs:
-            if value is not None and value not in found:
-                message = f"{name} {value} does not exist (the row was imported without it)"
+        for number, ref in pairs:
+            if ref.value is not None and ref.value not in found:
+                message = f"{name} {ref.value} does not exist (the row was imported without it)"
                 self._report(target, number, FieldError(field, message))
-        ready = [(row_id, value) for _, row_id, value in pairs if value is None or value in found]
+        ready = [ref for _, ref in pairs if ref.value is None or ref.value in found]
         if ready:
             await self.backend.set_references(target.table, field, ready, overwrite=overwrite)

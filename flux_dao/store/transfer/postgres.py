@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 from flux_dao.config import DatabaseSettings
 from flux_dao.errors import DatabaseUnreachableError, FieldError
 from flux_dao.store.db import connect_failure
-from flux_dao.store.transfer.backend import OnConflict, updatable
-from flux_dao.store.transfer.rows import ROW_FIELD
+from flux_dao.store.transfer.backend import OnConflict, Reference, updatable
+from flux_dao.store.transfer.rows import ROW_FIELD, printable
 from flux_dao.types import Row
 
 __all__ = ("PostgresBackend",)
@@ -115,14 +115,15 @@ class PostgresBackend:
         sql = f"SELECT id FROM {_quote(table.name)} WHERE id = ANY($1::uuid[])"  # noqa: S608
         return {UUID(bytes=row[0].bytes) for row in await self._conn.fetch(sql, list(ids))}
 
-    async def write(self, table: sa.Table, rows: Sequence[Row], on_conflict: OnConflict, keep: Sequence[str]) -> None:
+    async def write(self, table: sa.Table, rows: Sequence[Row], on_conflict: OnConflict, keep: Sequence[str]) -> int:
         """COPY into the staging table, then ``INSERT ... SELECT ... ON CONFLICT``, as one transaction."""
         stage = await self._stage(table)
         names = [c.name for c in table.columns]
         records = [tuple(row[name] for name in names) for row in rows]
         async with self._conn.transaction():
             await self._conn.copy_records_to_table(stage, records=records, columns=names)
-            await self._conn.execute(self._insert(table, stage, on_conflict, keep))
+            status = await self._conn.execute(self._insert(table, stage, on_conflict, keep))
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
     async def _stage(self, table: sa.Table) -> str:
         stage = f"flux_dao_import_{table.name}"
@@ -147,18 +148,27 @@ class PostgresBackend:
             self._sql[key] = sql
         return self._sql[key]
 
-    async def set_references(
-        self, table: sa.Table, field: str, pairs: Sequence[tuple[UUID, UUID | None]], *, overwrite: bool
-    ) -> None:
-        """One ``UPDATE ... FROM unnest(ids, values)``, in a transaction of its own."""
+    async def set_references(self, table: sa.Table, field: str, pairs: Sequence[Reference], *, overwrite: bool) -> None:
+        """One ``UPDATE ... FROM unnest(...)``, in a transaction of its own."""
         column = _quote(field)
-        condition = f"t.{column} IS DISTINCT FROM v.value" if overwrite else f"t.{column} IS NULL"
+        condition = (
+            f"t.{column} IS DISTINCT FROM v.value"
+            if overwrite
+            else f"t.{column} IS NULL AND t.version = v.version AND t.updated_at = v.updated_at"
+        )
         sql = (
             f"UPDATE {_quote(table.name)} AS t SET {column} = v.value "  # noqa: S608
-            f"FROM unnest($1::uuid[], $2::uuid[]) AS v(id, value) WHERE t.id = v.id AND {condition}"
+            "FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[]) AS v(id, value, version, updated_at) "
+            f"WHERE t.id = v.id AND {condition}"
         )
         async with self._conn.transaction():
-            await self._conn.execute(sql, [p[0] for p in pairs], [p[1] for p in pairs])
+            await self._conn.execute(
+                sql,
+                [p.id for p in pairs],
+                [p.value for p in pairs],
+                [p.version for p in pairs],
+                [p.updated_at for p in pairs],
+            )
 
     def problem(self, exc: Exception) -> FieldError | None:
         """A constraint or data error: the column PostgreSQL names (``Key (email)=...``), and its message."""
@@ -167,8 +177,9 @@ class PostgresBackend:
         detail = getattr(exc, "detail", None) or ""
         match = _KEY.search(detail)
         field = getattr(exc, "column_name", None) or (match["field"] if match else ROW_FIELD)
-        message = str(exc) + (f" ({detail})" if detail else "")
-        return FieldError(field, message)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__  # its DETAIL line follows, once
+        message += f" ({' '.join(detail.split())})" if detail and detail not in message else ""
+        return FieldError(printable(field), printable(message))
 
     async def close(self) -> None:
         """Close the connection."""

@@ -23,10 +23,11 @@ from flux_dao.schema.resources import Resource
 from flux_dao.store.repository import as_utc
 from flux_dao.types import Row
 
-__all__ = ("ROW_FIELD", "Envelope", "RowCodec", "wrap")
+__all__ = ("ROW_FIELD", "TOO_DEEP", "Envelope", "RowCodec", "printable", "wrap")
 
 ROW_FIELD: Final = "row"
 """The name problems give a line as a whole (not JSON, not an object)."""
+TOO_DEEP: Final = "nested too deeply (over about a thousand levels)"
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _AT: Final = re.compile(r"^(?P<message>.*) - at `\$(?:\.(?P<field>[^.\[`]+))?[^`]*`$", re.DOTALL)
@@ -65,6 +66,7 @@ class RowCodec:
         )
         self._float_fields = tuple(self.columns[i] for i in self._floats)
         self._strings = tuple(name for name in entity.fields if _field_type(resource, name) == "string")
+        self._documents = tuple(name for name in entity.fields if _field_type(resource, name) in {"json", "list"})
         kept: list[tuple[str, Any]] = [("id", UUID)]
         kept += [(stamp, datetime) for stamp in entity.timestamps]
         kept.append((VERSION, Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]))
@@ -104,6 +106,8 @@ class RowCodec:
             raise _located(str(exc)) from None
         except msgspec.DecodeError as exc:
             raise FieldError(ROW_FIELD, f"not a JSON object ({exc})") from None
+        except RecursionError:  # as the API answers such a body: invalid input, not a crash
+            raise FieldError(ROW_FIELD, TOO_DEEP) from None
         values = dict(zip(self._names, msgspec.structs.astuple(decoded), strict=True))
         for name in self._enums:
             if values[name] is not None:
@@ -130,6 +134,9 @@ class RowCodec:
             value = values[name]
             if value is not None and "\x00" in value:
                 raise FieldError(name, "must not contain NUL (U+0000) characters")
+        for name in self._documents:  # PostgreSQL's jsonb refuses \u0000 too: the same answer on both backends
+            if values[name] is not None and _holds_nul(values[name]):
+                raise FieldError(name, "must not contain NUL (U+0000) characters")
 
     @staticmethod
     def envelope(line: bytes) -> Envelope:
@@ -144,18 +151,40 @@ class RowCodec:
             raise _located(str(exc)) from None
         except msgspec.DecodeError as exc:
             raise FieldError(ROW_FIELD, f"not a JSON object ({exc})") from None
+        except RecursionError:
+            raise FieldError(ROW_FIELD, TOO_DEEP) from None
 
 
 _INFINITE: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def _located(message: str) -> FieldError:
-    """The field and message of msgspec's error: ``Expected `int`, got `str` - at `$.duration_minutes` ``."""
+    """The field and message of msgspec's error: ``Expected `int`, got `str` - at `$.duration_minutes` ``.
+
+    A field name comes from the input: its control characters are shown escaped, so a report stays one line.
+    """
     if match := _NAMED.match(message):
-        return FieldError(match["field"], match["message"])
+        return FieldError(printable(match["field"]), match["message"])
     if match := _AT.match(message):
-        return FieldError(match["field"] or ROW_FIELD, match["message"])
-    return FieldError(ROW_FIELD, message)
+        return FieldError(printable(match["field"] or ROW_FIELD), printable(match["message"]))
+    return FieldError(ROW_FIELD, printable(message))
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (newlines included) written as Python escapes."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _field_type(resource: Resource, name: str) -> str | None:

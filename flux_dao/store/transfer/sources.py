@@ -21,6 +21,10 @@ from flux_dao.store.transfer.rows import RowCodec
 __all__ = ("Segment", "lines_of", "plan_segments", "spool")
 
 _CHUNK: Final = 1 << 20
+_BOM: Final = b"\xef\xbb\xbf"
+"""A UTF-8 byte order mark, which some editors put at the start of a file."""
+_LOOK_AHEAD: Final = 100
+"""Lines read to find the first JSON object, which tells a stream from bare rows."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,13 @@ def spool(stream: BinaryIO, folder: Path) -> Path:
 
 
 def lines_of(segment: Segment) -> Iterator[tuple[int, bytes]]:
-    """The segment's non-blank lines with their line numbers, read one at a time."""
+    """The segment's non-blank lines with their line numbers, read one at a time (a UTF-8 BOM at the start dropped)."""
     with segment.path.open("rb") as file:
         file.seek(segment.offset)
         for number, line in enumerate(file, start=segment.first_line):
             if number >= segment.first_line + segment.lines:
                 return
-            stripped = line.strip()
+            stripped = line.removeprefix(_BOM).strip() if number == 1 else line.strip()
             if stripped:
                 yield number, stripped
 
@@ -80,7 +84,9 @@ def plan_segments(
     if path.is_dir():
         return _folder(path, steps, wanted), 0
     first = _first_line(path)
-    if first is not None and _is_envelope(first):
+    if first is None:  # nothing but blank lines: an export of an empty database, say
+        return [], 0
+    if _is_envelope(first):
         return _stream(path, label, steps, wanted, report)
     name = resource or path.name.removesuffix(".ndjson")
     if name not in wanted:
@@ -130,17 +136,30 @@ def _exported(folder: Path) -> frozenset[str] | None:
 
 
 def _first_line(path: Path) -> bytes | None:
+    """The first line that is a JSON object (what tells a stream from bare rows), else the first non-blank one."""
+    first = None
     with path.open("rb") as file:
-        for line in file:
-            if line.strip():
-                return line.strip()
-    return None
+        for number, line in enumerate(file, start=1):
+            stripped = line.removeprefix(_BOM).strip() if number == 1 else line.strip()
+            if not stripped:
+                continue
+            first = first or stripped
+            if _is_object(stripped) or number > _LOOK_AHEAD:
+                return stripped if _is_object(stripped) else first
+    return first
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(msgspec.json.decode(line), dict)
+    except (msgspec.DecodeError, RecursionError):
+        return False
 
 
 def _is_envelope(line: bytes) -> bool:
     try:
         decoded = msgspec.json.decode(line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return False
     return isinstance(decoded, dict) and set(decoded) == {"resource", "row"}
 

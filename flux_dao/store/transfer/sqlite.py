@@ -19,7 +19,7 @@ from flux_dao.config import DatabaseSettings
 from flux_dao.errors import DatabaseUnreachableError, FieldError
 from flux_dao.store.db import connect_failure
 from flux_dao.store.sqlite import SqliteConnection
-from flux_dao.store.transfer.backend import OnConflict, updatable
+from flux_dao.store.transfer.backend import OnConflict, Reference, updatable
 from flux_dao.store.transfer.rows import ROW_FIELD
 from flux_dao.types import Row
 
@@ -96,31 +96,41 @@ class SqliteBackend:
         )
         return {row[0] for row in await self._conn.all(statement, {"ids": list(ids)})}
 
-    async def write(self, table: sa.Table, rows: Sequence[Row], on_conflict: OnConflict, keep: Sequence[str]) -> None:
+    async def write(self, table: sa.Table, rows: Sequence[Row], on_conflict: OnConflict, keep: Sequence[str]) -> int:
         """One ``executemany`` of ``INSERT ... ON CONFLICT`` in a write transaction."""
         statement = self._statement(
             ("insert", table.name, on_conflict.value, *keep), lambda: _insert(table, on_conflict, keep)
         )
         async with self._conn.transaction():
-            await self._conn.many(statement, rows)
+            return await self._conn.many(statement, rows)
 
-    async def set_references(
-        self, table: sa.Table, field: str, pairs: Sequence[tuple[UUID, UUID | None]], *, overwrite: bool
-    ) -> None:
+    async def set_references(self, table: sa.Table, field: str, pairs: Sequence[Reference], *, overwrite: bool) -> None:
         """One ``executemany`` of ``UPDATE ... WHERE id = ?`` in a write transaction."""
 
         def build() -> Any:
             column = table.c[field]
-            condition = column.is_distinct_from(sa.bindparam("b_value")) if overwrite else column.is_(None)
+            if overwrite:
+                conditions = [column.is_distinct_from(sa.bindparam("b_value"))]
+            else:  # only the row as imported: not one the import skipped
+                conditions = [
+                    column.is_(None),
+                    table.c.version == sa.bindparam("b_version"),
+                    table.c.updated_at == sa.bindparam("b_updated_at", type_=table.c.updated_at.type),
+                ]
             return (
                 sa.update(table)
-                .where(table.c.id == sa.bindparam("b_id"), condition)
+                .where(table.c.id == sa.bindparam("b_id"), *conditions)
                 .values({field: sa.bindparam("b_value", type_=column.type)})
             )
 
         statement = self._statement(("references", table.name, field, str(overwrite)), build)
+        rows = [
+            {"b_id": p.id, "b_value": p.value}
+            | ({} if overwrite else {"b_version": p.version, "b_updated_at": p.updated_at})
+            for p in pairs
+        ]
         async with self._conn.transaction():
-            await self._conn.many(statement, [{"b_id": row_id, "b_value": value} for row_id, value in pairs])
+            await self._conn.many(statement, rows)
 
     def problem(self, exc: Exception) -> FieldError | None:
         """A constraint error: the column SQLite names (``UNIQUE constraint failed: users.email``), and its message."""
