@@ -257,10 +257,15 @@ def current_revisions(settings: Settings) -> tuple[str, ...]:
     Read where migrations run (``DATABASE_DIRECT_URL`` when set), so migrating never needs the pooler.
     """
     database = settings.database.for_migrations()
-    url = sa.engine.make_url(database.url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    if _missing_sqlite_file(database):
         return ()
     return asyncio.run(inspect_schema(database)).revisions
+
+
+def _missing_sqlite_file(database: DatabaseSettings) -> bool:
+    """Whether ``database`` is a SQLite file that does not exist yet (reading it would create it)."""
+    url = sa.engine.make_url(database.url)
+    return url.get_backend_name() == "sqlite" and bool(url.database) and not Path(str(url.database)).exists()
 
 
 class Move(NamedTuple):
@@ -277,8 +282,7 @@ def unadopted_tables(settings: Settings) -> list[str]:
     revision, or one that has none of the tables.
     """
     database = settings.database.for_migrations()
-    url = sa.engine.make_url(database.url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    if _missing_sqlite_file(database):
         return []
     wanted = [t.name for t in manifest_metadata(settings).sorted_tables]
 
@@ -321,18 +325,13 @@ def _scratch_at_head(settings: Settings) -> Iterator[Connection]:
     100-resource manifest). alembic's "Running upgrade"
     lines are not logged for it: they would read as if the real database were being migrated.
     """
-    alembic_logger = logging.getLogger("alembic")
-    level = alembic_logger.level
     engine = sa.create_engine("sqlite://", poolclass=NullPool)  # in memory: it lives as long as its one connection
     try:
         with engine.connect() as connection:
             config = alembic_config(settings)
             config.attributes["connection"] = connection
-            alembic_logger.setLevel(max(logging.WARNING, alembic_logger.getEffectiveLevel()))
-            try:
+            with _quiet("alembic"):
                 command.upgrade(config, "head")
-            finally:
-                alembic_logger.setLevel(level)
             connection.commit()
             yield connection
     finally:

@@ -57,13 +57,8 @@ def adopt(dsn: str, *args: str) -> Result:
     return CliRunner().invoke(main, ["adopt", *args], env=env, catch_exceptions=False)
 
 
-def sql(dsn: str, *statements: str) -> list[tuple[Any, ...]]:
-    """The rows of the last statement, run as an outside tool would."""
-    return run_sql(dsn, *statements)
-
-
 def column_type(dsn: str, table: str, column: str) -> str:
-    rows = sql(
+    rows = run_sql(
         dsn,
         f"SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '{table}'::regclass "
         f"AND attname = '{column}' AND NOT attisdropped",
@@ -74,17 +69,17 @@ def column_type(dsn: str, table: str, column: str) -> str:
 def view_rows(dsn: str) -> dict[str, list[str]]:
     """Both materialized views' rows as JSON text (an array column and a jsonb one read the same), sorted."""
     return {
-        view: sorted(str(row[0]) for row in sql(dsn, f"SELECT to_jsonb(v)::text FROM {view} v"))
+        view: sorted(str(row[0]) for row in run_sql(dsn, f"SELECT to_jsonb(v)::text FROM {view} v"))
         for view in ("user_weekly_stats", "missed_by_category")
     }
 
 
 def untouched(dsn: str) -> None:
     """The database is as the earlier service left it: no migration history, no flux-dao column, no conversion."""
-    assert sql(dsn, "SELECT to_regclass('alembic_version'), to_regclass('flux_dao_changes')") == [(None, None)]
+    assert run_sql(dsn, "SELECT to_regclass('alembic_version'), to_regclass('flux_dao_changes')") == [(None, None)]
     assert column_type(dsn, "goals", "class_tags") == "text[]"
     assert column_type(dsn, "tasks", "version") == "missing"
-    assert sql(dsn, "SELECT count(*) FROM pg_matviews WHERE matviewname = 'missed_by_category'") == [(1,)]
+    assert run_sql(dsn, "SELECT count(*) FROM pg_matviews WHERE matviewname = 'missed_by_category'") == [(1,)]
 
 
 def test_dry_run_prints_the_plan_in_groups_and_changes_nothing(earlier: str, tmp_path: Path) -> None:
@@ -124,11 +119,11 @@ def test_adopted_database_serves_every_earlier_row_unchanged(earlier: str, tmp_p
 
     settings = make_settings(_url(earlier))
     assert live_drift(settings) == []
-    assert sql(earlier, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert run_sql(earlier, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     assert earlier_rows(earlier) == before  # the six tables' own columns, straight from the database
     assert view_rows(earlier) == views_before  # recreated, with the same rows (class_tags a JSON array either way)
-    assert sql(earlier, "SELECT count(*) FROM pg_policies") == [(6,)]
-    assert sql(earlier, "SELECT count(*) FROM pg_trigger WHERE tgname = 'trg_patterns_updated_at'") == [(1,)]
+    assert run_sql(earlier, "SELECT count(*) FROM pg_policies") == [(6,)]
+    assert run_sql(earlier, "SELECT count(*) FROM pg_trigger WHERE tgname = 'trg_patterns_updated_at'") == [(1,)]
 
     with TestClient(create_app(settings)) as client:
         client.headers[KEY_HEADER] = API_KEY
@@ -166,7 +161,7 @@ def test_a_second_adopt_finds_nothing_to_do(earlier: str, tmp_path: Path) -> Non
 def test_rows_that_would_lose_data_are_refused_with_counts_and_ids(earlier: str, tmp_path: Path) -> None:
     odd, empty = earlier_id("goals", 9, "odd"), earlier_id("goals", 9, "empty")
     user = earlier_id("users", 0)
-    sql(
+    run_sql(
         earlier,
         "ALTER TABLE goals DROP CONSTRAINT goals_status_check",
         f"INSERT INTO goals (id, user_id, title, status) VALUES ('{odd}', '{user}', 'odd', 'someday')",
@@ -193,7 +188,7 @@ def test_rows_that_would_lose_data_are_refused_with_counts_and_ids(earlier: str,
 
 
 def test_a_view_that_cannot_be_recreated_rolls_the_whole_adoption_back(earlier: str, tmp_path: Path) -> None:
-    sql(earlier, "CREATE VIEW goal_tags AS SELECT id, unnest(class_tags) AS tag FROM goals")
+    run_sql(earlier, "CREATE VIEW goal_tags AS SELECT id, unnest(class_tags) AS tag FROM goals")
     result = CliRunner().invoke(
         main,
         ["adopt", "--revision-dir", str(tmp_path)],
@@ -204,7 +199,7 @@ def test_a_view_that_cannot_be_recreated_rolls_the_whole_adoption_back(earlier: 
     assert "unnest(jsonb)" in result.output
     assert "CREATE VIEW goal_tags" in result.output
     untouched(earlier)
-    assert sql(earlier, "SELECT count(*) FROM goal_tags")[0][0] > 0
+    assert run_sql(earlier, "SELECT count(*) FROM goal_tags")[0][0] > 0
     assert list(tmp_path.iterdir()) == []
 
 
@@ -221,7 +216,7 @@ def _adopt_process(dsn: str, folder: Path) -> subprocess.Popen[str]:
 
 def _waiting_backend(dsn: str, deadline: float) -> int:
     while time.monotonic() < deadline:
-        rows = sql(
+        rows = run_sql(
             dsn, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         if rows:
@@ -250,13 +245,13 @@ def test_an_adoption_killed_midway_leaves_the_database_as_it_was_and_runs_again(
     finally:
         loop.close()
     deadline = time.monotonic() + 10  # the server notices the dead client and rolls its transaction back
-    while sql(earlier, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") != [(0,)]:
+    while run_sql(earlier, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") != [(0,)]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     untouched(earlier)
     rerun = adopt(earlier, "--revision-dir", str(tmp_path / "again"))
     assert rerun.exit_code == 0, rerun.output
-    assert sql(earlier, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert run_sql(earlier, "SELECT version_num FROM alembic_version") == [(HEAD,)]
 
 
 def test_an_empty_database_has_nothing_to_adopt(fresh_pg: str) -> None:
@@ -268,7 +263,7 @@ def test_an_empty_database_has_nothing_to_adopt(fresh_pg: str) -> None:
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
     with create_earlier_database() as dsn:
-        sql(dsn, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+        run_sql(dsn, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
         yield dsn
 
 
@@ -309,19 +304,19 @@ def test_the_acceptance_tests_pass_on_an_adopted_database() -> None:
 
 
 def test_a_policy_over_a_converted_column_is_recreated_as_it_was(earlier: str, tmp_path: Path) -> None:
-    sql(earlier, "CREATE POLICY goals_tagged ON goals AS RESTRICTIVE FOR SELECT USING (class_tags IS NOT NULL)")
+    run_sql(earlier, "CREATE POLICY goals_tagged ON goals AS RESTRICTIVE FOR SELECT USING (class_tags IS NOT NULL)")
     policy = "SELECT permissive, cmd, roles::text, qual FROM pg_policies WHERE policyname = 'goals_tagged'"
-    before = sql(earlier, policy)
+    before = run_sql(earlier, policy)
     result = adopt(earlier, "--revision-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "policy goals_tagged on goals: reads goals.class_tags: dropped before the conversion" in result.output
-    assert sql(earlier, policy) == before
+    assert run_sql(earlier, policy) == before
     assert column_type(earlier, "goals", "class_tags") == "jsonb"
 
 
 def test_another_tools_migration_history_is_refused_not_taken_for_ours(earlier: str) -> None:
-    sql(earlier, "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-    sql(earlier, "INSERT INTO alembic_version VALUES ('0a1b2c3d4e5f')")
+    run_sql(earlier, "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+    run_sql(earlier, "INSERT INTO alembic_version VALUES ('0a1b2c3d4e5f')")
     result = adopt(earlier, "--dry-run")
     assert result.exit_code == 1
     assert "holds 0a1b2c3d4e5f, which is none of flux-dao's revisions" in result.output
@@ -329,22 +324,22 @@ def test_another_tools_migration_history_is_refused_not_taken_for_ours(earlier: 
 
 
 def test_views_come_back_with_their_options_and_text_as_written(earlier: str, tmp_path: Path) -> None:
-    sql(
+    run_sql(
         earlier,
         "CREATE VIEW goal_tags_sec WITH (security_invoker = true, security_barrier = true) AS "
         "SELECT id, class_tags FROM goals WHERE title <> 'x :foo'",
     )
     options = "SELECT reloptions::text FROM pg_class WHERE relname = 'goal_tags_sec'"
-    before = sql(earlier, options)
+    before = run_sql(earlier, options)
     result = adopt(earlier, "--revision-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert sql(earlier, options) == before
-    assert "x :foo" in str(sql(earlier, "SELECT pg_get_viewdef('goal_tags_sec'::regclass)")[0][0])
+    assert run_sql(earlier, options) == before
+    assert "x :foo" in str(run_sql(earlier, "SELECT pg_get_viewdef('goal_tags_sec'::regclass)")[0][0])
 
 
 def test_a_check_that_was_never_validated_is_checked_against_the_rows(earlier: str, tmp_path: Path) -> None:
     log = earlier_id("notification_log", 0, "stretch_call")
-    sql(
+    run_sql(
         earlier,
         "ALTER TABLE notification_log DROP CONSTRAINT notification_log_channel_check",
         f"UPDATE notification_log SET channel = 'sms' WHERE id = '{log}'",
@@ -359,16 +354,18 @@ def test_a_check_that_was_never_validated_is_checked_against_the_rows(earlier: s
 
 
 def test_names_held_by_other_objects_and_columns_the_plan_adds(earlier: str, tmp_path: Path) -> None:
-    sql(earlier, "CREATE INDEX ix_goals_completed_at ON goals (title)", "ALTER TABLE tasks DROP COLUMN trigger_type")
+    run_sql(
+        earlier, "CREATE INDEX ix_goals_completed_at ON goals (title)", "ALTER TABLE tasks DROP COLUMN trigger_type"
+    )
     result = adopt(earlier, "--dry-run")
     assert result.exit_code == 1, result.output
     assert "Cannot be done automatically (1):" in result.output
     assert "the database already has another object named ix_goals_completed_at" in result.output
     assert "tasks.trigger_type: added as text with default 'time'" in result.output  # no guard on a new column
-    sql(earlier, "DROP INDEX ix_goals_completed_at")
+    run_sql(earlier, "DROP INDEX ix_goals_completed_at")
     applied = adopt(earlier, "--revision-dir", str(tmp_path))
     assert applied.exit_code == 0, applied.output
-    assert sql(earlier, "SELECT DISTINCT trigger_type FROM tasks") == [("time",)]
+    assert run_sql(earlier, "SELECT DISTINCT trigger_type FROM tasks") == [("time",)]
 
 
 def test_migrate_on_a_database_another_tool_made_points_at_adopt(earlier: str) -> None:

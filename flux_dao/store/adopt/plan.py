@@ -145,13 +145,16 @@ def _fit_guard(step: Step, live: LiveTable) -> Step:
     return replace(step, guard=replace(guard, ids="id" in live.columns))
 
 
-def _taken(name: str, live: LiveSchema, table: LiveTable | None = None, *, but: str | None = None) -> Step | None:
-    """A refusal when ``name`` (a new index, constraint or table) is held by another object; None when it is free."""
+def _taken(name: str, live: LiveSchema, table: LiveTable | None = None, *, freed: Iterable[str] = ()) -> Step | None:
+    """A refusal when ``name`` (a new index, constraint or table) is held by another object; None when it is free.
+
+    ``freed``: names the same step drops or renames away first.
+    """
     holders = set(live.relations)
     if table is not None:
         holders |= {c.name for c in table.checks} | {k.name for k in table.foreign_keys}
         holders |= {i.constraint for i in table.indexes if i.constraint}
-    if name not in holders or name == but:
+    if name not in holders.difference(freed):
         return None
     words = f"the database already has another object named {name}: rename or drop it, then adopt again"
     return Step(Kind.BLOCKED, name, words)
@@ -389,7 +392,7 @@ def _check_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> Iterat
             if same[0].name != name:
                 yield _renamed_constraint(table.name, same[0].name, name, f"CHECK on {column}", schema, live)
             continue
-        if (clash := _taken(name, schema, live, but=next((c.name for c in enums if c.name == name), None))) is not None:
+        if (clash := _taken(name, schema, live, freed=(c.name for c in enums))) is not None:
             yield replace(clash, subject=subject)
             continue
         sql = [(Phase.DROP_CONSTRAINTS, _drop_constraint(table.name, c.name)) for c in enums]
@@ -432,9 +435,7 @@ def _foreign_key_steps(table: sa.Table, live: LiveTable, schema: LiveSchema) -> 
             if same[0].name != name:
                 yield _renamed_constraint(table.name, same[0].name, name, f"foreign key to {target}", schema, live)
             continue
-        if (
-            clash := _taken(name, schema, live, but=next((fk.name for fk in same if fk.name == name), None))
-        ) is not None:
+        if (clash := _taken(name, schema, live, freed=(fk.name for fk in same))) is not None:
             yield replace(clash, subject=subject)
             continue
         drops = tuple((Phase.DROP_CONSTRAINTS, _drop_constraint(table.name, fk.name)) for fk in same)
@@ -650,7 +651,7 @@ def _constraint_name(constraint: sa.Constraint | sa.Index) -> str:
 
 
 def _renamed_constraint(table: str, old: str, new: str, what: str, schema: LiveSchema, live: LiveTable) -> Step:
-    if (clash := _taken(new, schema, live, but=old)) is not None:
+    if (clash := _taken(new, schema, live, freed=(old,))) is not None:
         return replace(clash, subject=f"{what} on {table}")
     sql = f"ALTER TABLE {_QUOTE(table)} RENAME CONSTRAINT {_QUOTE(old)} TO {_QUOTE(new)}"
     words = f"the database's {old} renamed {new} (later revisions use the manifest's name)"
