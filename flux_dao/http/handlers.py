@@ -8,7 +8,6 @@ document its parameters from the same tables (``flux_dao.http.query_docs``).
 """
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from litestar import HttpMethod, Request, Response, Router, get, route
@@ -121,7 +120,7 @@ def _array_list_handler(resource: Resource, repo: ResourceRepository, context: R
     lists = ListRequest(parser, context.seal)
 
     async def list_rows(request: Request[Any, Any, Any]) -> Any:
-        plan = replace(lists.plan(parser.of(request)), count=False)
+        plan = lists.plan(parser.of(request))
         return shaped((await repo.list_page(plan)).items, plan.read)
 
     read = resource.schemas.read

@@ -377,7 +377,7 @@ class ListRequest:
             order=order,
             offset=parsed.offset,
             limit=limit,
-            count=parsed.count,
+            count=parsed.count and self.parser.paged,  # an array has no total to count
             after=after,
             read=parsed.read,
         )
