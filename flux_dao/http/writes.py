@@ -36,7 +36,7 @@ from flux_dao.http.openapi import (
 from flux_dao.http.preconditions import etag, expected_version
 from flux_dao.http.problems import problem_responses
 from flux_dao.http.signatures import keyword, query, set_signature
-from flux_dao.manifest.names import group_operation_id, operation_id
+from flux_dao.manifest.names import group_operation_id, group_path, operation_id
 from flux_dao.manifest.spec import EntitySpec
 from flux_dao.schema.resources import Resource
 from flux_dao.store import ResourceRepository
@@ -233,7 +233,7 @@ def _update_handler(
         summary = f"Update a {entity.singular}'s {group.replace('_', ' ')} fields"
         scope, fixed = f" Only these fields: {', '.join(f'`{f}`' for f in fields)}; any other key is a 422.", ""
     return patch(
-        path if group is None else f"{path}/{group.replace('_', '-')}",
+        path if group is None else f"{path}/{group_path(group)}",
         operation_id=operation_id("update", entity) if group is None else group_operation_id(entity, group),
         summary=summary,
         description="Partial update: only the keys sent change; `{}` changes nothing." + scope + " Every change adds "

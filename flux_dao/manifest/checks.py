@@ -122,8 +122,8 @@ def _update_group_problems(entity: EntitySpec, name: str, group: tuple[str, ...]
     """A field group is a route segment (``PATCH /conversations/{id}/voice``) listing fields a PATCH may change."""
     if not IDENTIFIER.match(name):
         yield "the group's name must be a lower-case identifier (a-z, 0-9, _): it becomes the path segment"
-    if name.replace("_", "-") in entity.queries or name == "bulk":
-        yield f"the path segment '{name.replace('_', '-')}' is taken by a query or the bulk create"
+    if names.group_path(name) in entity.queries or name == "bulk":
+        yield f"the path segment '{names.group_path(name)}' is taken by a query or the bulk create"
     if not group:
         yield "lists no fields"
     for field in sorted({f for f in group if group.count(f) > 1}):

@@ -16,6 +16,7 @@ __all__ = (
     "component_names",
     "enum_name",
     "group_operation_id",
+    "group_path",
     "group_struct_name",
     "index_name",
     "operation_id",
@@ -81,6 +82,11 @@ def query_operation_id(entity: EntitySpec, query: str, explicit: str | None) -> 
 def group_struct_name(entity: EntitySpec, group: str) -> str:
     """The body of a field group's update: ``ConversationVoiceUpdate``."""
     return struct_name(entity, pascal(group) + "Update")
+
+
+def group_path(group: str) -> str:
+    """A field group's URL segment: ``voice``, ``end_of_call`` -> ``end-of-call``."""
+    return group.replace("_", "-")
 
 
 def group_operation_id(entity: EntitySpec, group: str) -> str:

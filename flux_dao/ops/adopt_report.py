@@ -1,4 +1,4 @@
-"""``flux-dao adopt``'s report: the plan grouped as the issue of adopting a database is read by a person."""
+"""``flux-dao adopt``'s report: the plan in its groups, the refusals, the notes and the outcome, for a person."""
 
 import re
 from collections.abc import Iterator
